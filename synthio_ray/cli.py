@@ -1,0 +1,53 @@
+"""Command-line handling shared by every job: named flags, ``--config FILE`` and ``key=value`` overrides.
+
+A job declares its flags as ``{"--n": "data.n", ...}``: each flag is sugar for a dotted override, so
+``--n 100`` and ``data.n=100`` mean the same. ``--help`` lists the flags and every config key.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from synthio_ray.config import ConfigError, describe_options, load_config
+
+__all__ = ["parse_job_args", "fail"]
+
+
+def _parser(prog: str, description: str, flags: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
+    epilog = ("config keys (set with key=value, or in the YAML file given to --config):\n"
+              + "\n".join(describe_options()))
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults)")
+    for flag, (key, help_text) in flags.items():
+        p.add_argument(flag, dest=key.replace(".", "__"), metavar="VALUE",
+                       help=f"{help_text} (same as {key}=VALUE)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted config overrides, e.g. data.n=100 seed=1")
+    return p
+
+
+def parse_job_args(argv: list[str] | None, prog: str, description: str,
+                   flags: dict[str, tuple[str, str]]) -> Any:
+    """Parse a job's command line into a checked Config; exit with status 2 and every problem on error.
+
+    ``flags`` maps a flag (``--n``) to ``(dotted key, help)``.
+    """
+    parser = _parser(prog, description, flags)
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    for flag, (key, _) in flags.items():
+        value = getattr(args, key.replace(".", "__"))
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    try:
+        return load_config(args.config, overrides)
+    except ConfigError as e:
+        fail(str(e) + f"\n(run `{prog} --help` for every key)")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a clear error for the user and exit (no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)

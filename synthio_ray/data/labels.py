@@ -1,0 +1,34 @@
+"""Label names as safe, collision-free file-name parts."""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from synthio_ray.ids import stable_hash
+
+__all__ = ["slugify", "label_slugs"]
+
+_MAX = 48
+
+
+def slugify(text: str) -> str:
+    """Lower-case ASCII letters, digits and '_' only; never empty, never '.' or '..'."""
+    t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
+    t = re.sub(r"[^a-z0-9]+", "_", t).strip("_")[:_MAX].strip("_")
+    return t or "label"
+
+
+def label_slugs(labels: list[str] | set[str]) -> dict[str, str]:
+    """Map each label to a unique slug. Labels whose slugs collide (or were changed lossily into an
+    empty slug) get a short hash of the original name appended, so the mapping does not depend on
+    which other labels exist beyond the colliding ones."""
+    labels = sorted(set(labels))
+    base = {lab: slugify(lab) for lab in labels}
+    counts: dict[str, int] = {}
+    for s in base.values():
+        counts[s] = counts.get(s, 0) + 1
+    out = {}
+    for lab, s in base.items():
+        out[lab] = f"{s}_{stable_hash('label', lab, length=6)}" if counts[s] > 1 else s
+    assert len(set(out.values())) == len(out), "label slug collision"
+    return out
