@@ -113,3 +113,9 @@ def test_job_help_lists_options():
     out = subprocess.run([sys.executable, "jobs/prepare.py", "--help"], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
     assert "--source" in out and "data.n (integer" in out and "data.val_fraction" in out
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    # dataset paths in the examples point at the user's disk; everything else must check out
+    load_config(path, ["data.source=null"])
