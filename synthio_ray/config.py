@@ -24,7 +24,8 @@ from typing import Any, Optional, Union
 import yaml
 
 __all__ = [
-    "Config", "DataConfig", "RayConfig", "ConfigError", "load_config", "save_config",
+    "Config", "DataConfig", "ModelsConfig", "T2AConfig", "ClapConfig", "LLMConfig", "CaptionerConfig",
+    "ClassifierConfig", "RayConfig", "ConfigError", "load_config", "save_config",
     "config_to_dict", "describe_options", "LAYOUTS",
 ]
 
@@ -113,6 +114,141 @@ class DataConfig:
         return problems
 
 
+def _model_path_problems(key: str, path: str | None) -> list[str]:
+    """A model path is ``zoo:<name>``, a local folder/file, or a hub id (``org/name``)."""
+    if path is None:
+        return []
+    if path.startswith("zoo:"):
+        return [] if path[4:] in ZOO_NAMES else [f"{key}: unknown zoo model {path!r}; one of "
+                                                  f"{', '.join('zoo:' + n for n in ZOO_NAMES)}"]
+    local = path.startswith(("/", ".", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
+    if local and not Path(os.path.expanduser(path)).exists():
+        return [f"{key}: model path not found: {path} (a local folder, a hub id like org/name, "
+                f"or zoo:<name>)"]
+    return []
+
+
+ZOO_NAMES = ("t2a", "t2a3", "clap", "llm", "classifier", "captioner")
+
+
+@dataclass
+class T2AConfig:
+    """Text-to-audio model (synthesis stage)."""
+
+    backend: str = opt("stable_audio", "stable_audio (diffusers StableAudioPipeline, Stable Audio Open "
+                       "format), stable_audio3 (StableAudio3Pipeline), stable_audio_tools (the authors' "
+                       "format, optional extra)", choices=("stable_audio", "stable_audio3", "stable_audio_tools"))
+    path: str = opt("zoo:t2a", "checkpoint folder, hub id, or zoo:<name> for the tiny offline model")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    dtype: str = opt("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16",
+                     choices=("auto", "float32", "bfloat16", "float16"))
+    steps: int = opt(100, "denoising steps (Stable Audio Open: 100-250; Stable Audio 3: ~8)", ge=1)
+    cfg_scale: float = opt(7.0, "classifier-free guidance scale (paper: 7.0; 1.0 turns CFG off)", ge=0.0)
+    negative_prompt: Optional[str] = opt(None, "negative prompt for CFG")
+    batch_size: int = opt(8, "captions per generation call", ge=1)
+
+    def check(self, key: str) -> list[str]:
+        return _model_path_problems(f"{key}.path", self.path)
+
+
+@dataclass
+class ClapConfig:
+    """CLAP model used to filter generated clips (and for retrieval / analyses)."""
+
+    backend: str = opt("transformers", "transformers (ClapModel: laion/clap-htsat-unfused, "
+                       "laion/larger_clap_general) or laion_clap (.pt checkpoints, optional extra)",
+                       choices=("transformers", "laion_clap"))
+    path: str = opt("zoo:clap", "checkpoint folder / .pt file, hub id, or zoo:clap")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    dtype: str = opt("auto", "model dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    score: str = opt("cosine", "cosine, or sigmoid = sigmoid(logit_scale * cosine) as the authors scored",
+                     choices=("cosine", "sigmoid"))
+    text_template: str = opt("Sound of a {label}", "text each clip is scored against")
+    batch_size: int = opt(16, "clips per scoring call", ge=1)
+
+    def check(self, key: str) -> list[str]:
+        problems = _model_path_problems(f"{key}.path", self.path)
+        if "{label}" not in self.text_template:
+            problems.append(f"{key}.text_template: must contain {{label}}, got {self.text_template!r}")
+        return problems
+
+
+@dataclass
+class LLMConfig:
+    """LLM for component extraction, MixCap captions and self-reflection."""
+
+    backend: str = opt("transformers", "transformers (local causal LM), http (OpenAI-compatible "
+                       "endpoint) or vllm (ray.data.llm vLLM engine, GPU only)",
+                       choices=("transformers", "http", "vllm"))
+    path: str = opt("zoo:llm", "model folder, hub id, or zoo:llm (transformers, vllm); for http the "
+                    "model name sent to the server")
+    url: Optional[str] = opt(None, "http backend: base URL of the server, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = opt("OPENAI_API_KEY", "http backend: environment variable holding the API key")
+    device: str = opt("auto", "transformers backend device")
+    dtype: str = opt("auto", "model dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    max_tokens: int = opt(256, "tokens per answer", ge=1)
+    temperature: float = opt(0.7, "sampling temperature (paper: 0.7)", ge=0.0)
+    top_p: float = opt(0.5, "nucleus sampling (paper: 0.5)", gt=0.0, le=1.0)
+    retries: int = opt(2, "re-asks for an answer that does not parse, then the row falls back", ge=0)
+    batch_size: int = opt(8, "conversations per call", ge=1)
+    timeout_s: float = opt(120.0, "http backend: seconds per request", gt=0)
+    tensor_parallel_size: int = opt(1, "vllm: GPUs per engine", ge=1)
+    gpu_memory_utilization: float = opt(0.85, "vllm: share of GPU memory for the engine", gt=0, le=1)
+    max_model_len: int = opt(4096, "vllm: context length", ge=256)
+    concurrency: int = opt(1, "vllm / http: engine replicas or parallel clients", ge=1)
+
+    def check(self, key: str) -> list[str]:
+        problems = [] if self.backend == "http" else _model_path_problems(f"{key}.path", self.path)
+        if self.backend == "http" and not self.url:
+            problems.append(f"{key}.url: the http backend needs the server's base URL, e.g. "
+                            f"http://127.0.0.1:8000/v1")
+        if self.backend == "http" and self.path.startswith("zoo:"):
+            problems.append(f"{key}.path: for the http backend give the model name the server serves")
+        return problems
+
+
+@dataclass
+class CaptionerConfig:
+    """How gold clips get captions before component extraction."""
+
+    backend: str = opt("manifest", "manifest (the dataset's caption column, label-only where missing), "
+                       "none (label only) or transformers (an audio-language model such as Qwen2-Audio)",
+                       choices=("manifest", "none", "transformers"))
+    path: Optional[str] = opt(None, "transformers backend: model folder, hub id or zoo:captioner")
+    device: str = opt("auto", "device for the transformers backend")
+    dtype: str = opt("auto", "model dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    prompt: str = opt("Describe this sound recording in one sentence.", "instruction given with the audio")
+    max_tokens: int = opt(64, "tokens per caption", ge=1)
+
+    def check(self, key: str) -> list[str]:
+        if self.backend == "transformers" and not self.path:
+            return [f"{key}.path: the transformers captioner needs a model path"]
+        return _model_path_problems(f"{key}.path", self.path)
+
+
+@dataclass
+class ClassifierConfig:
+    """The audio classifier (AST) trained on D_small + synthetic clips."""
+
+    path: str = opt("zoo:classifier", "AST checkpoint folder, hub id (MIT/ast-finetuned-audioset-"
+                    "10-10-0.4593), or zoo:classifier")
+    device: str = opt("auto", "device")
+
+    def check(self, key: str) -> list[str]:
+        return _model_path_problems(f"{key}.path", self.path)
+
+
+@dataclass
+class ModelsConfig:
+    """Every model the system uses."""
+
+    t2a: T2AConfig = opt(factory=T2AConfig, help="text-to-audio")
+    clap: ClapConfig = opt(factory=ClapConfig, help="CLAP")
+    llm: LLMConfig = opt(factory=LLMConfig, help="LLM")
+    captioner: CaptionerConfig = opt(factory=CaptionerConfig, help="audio captioner")
+    classifier: ClassifierConfig = opt(factory=ClassifierConfig, help="classifier")
+
+
 @dataclass
 class RayConfig:
     """How jobs connect to Ray."""
@@ -126,11 +262,12 @@ class RayConfig:
 
 @dataclass
 class Config:
-    """The whole system's config. Sections: data, ray."""
+    """The whole system's config. Sections: data, models, ray."""
 
     seed: int = opt(0, "seed for sampling and generation; every random choice derives from it", ge=0)
     out: Optional[str] = opt(None, "output folder of the job")
     data: DataConfig = opt(factory=DataConfig, help="dataset source and small-set sampling")
+    models: ModelsConfig = opt(factory=ModelsConfig, help="model backends")
     ray: RayConfig = opt(factory=RayConfig, help="Ray connection")
 
     def check(self, key: str) -> list[str]:
