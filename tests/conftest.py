@@ -30,3 +30,14 @@ def make_wav():
     def _make(path: Path, seed: int = 0, sr: int = 16000, **kw) -> Path:
         return write_audio(path, tone(sr=sr, seed=seed, **kw), sr)
     return _make
+
+
+@pytest.fixture(scope="session")
+def zoo():
+    """zoo(name) -> folder of a tiny zoo model, built once into the shared cache ($SYNTHIO_ZOO or
+    ~/.cache/synthio_ray/zoo/<version>) and reused across test runs."""
+    from synthio_ray.zoo import build_zoo
+
+    def _get(name: str) -> Path:
+        return build_zoo(only=[name])[name]
+    return _get
