@@ -146,6 +146,9 @@ class T2AConfig:
     cfg_scale: float = opt(7.0, "classifier-free guidance scale (paper: 7.0; 1.0 turns CFG off)", ge=0.0)
     negative_prompt: Optional[str] = opt(None, "negative prompt for CFG")
     batch_size: int = opt(8, "captions per generation call", ge=1)
+    crop_latents: bool = opt(False, "stable_audio: denoise only the latent frames a clip needs instead of "
+                             "the model's full window (much faster for short clips; the released model "
+                             "was trained on full windows)")
 
     def check(self, key: str) -> list[str]:
         return _model_path_problems(f"{key}.path", self.path)

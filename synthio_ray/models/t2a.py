@@ -1,0 +1,27 @@
+"""Pick the text-to-audio backend named in the config and load it."""
+from __future__ import annotations
+
+from synthio_ray.config import T2AConfig
+from synthio_ray.models.base import TextToAudio
+from synthio_ray.models.paths import resolve_model_path
+
+__all__ = ["load_t2a"]
+
+
+def load_t2a(cfg: T2AConfig, path: str | None = None) -> TextToAudio:
+    """Load ``cfg.backend`` from ``path`` (default ``cfg.path``; ``zoo:`` names build the tiny model)."""
+    where = resolve_model_path(path or cfg.path)
+    if cfg.backend == "stable_audio":
+        from synthio_ray.models.t2a_stable_audio import StableAudioT2A
+
+        return StableAudioT2A(where, cfg.device, cfg.dtype, cfg.steps, cfg.cfg_scale, cfg.negative_prompt,
+                              crop_latents=cfg.crop_latents)
+    if cfg.backend == "stable_audio3":
+        from synthio_ray.models.t2a_stable_audio3 import StableAudio3T2A
+
+        return StableAudio3T2A(where, cfg.device, cfg.dtype, cfg.steps, cfg.cfg_scale, cfg.negative_prompt)
+    if cfg.backend == "stable_audio_tools":
+        from synthio_ray.models.t2a_stable_audio_tools import StableAudioToolsT2A
+
+        return StableAudioToolsT2A(where, cfg.device, cfg.steps, cfg.cfg_scale, cfg.negative_prompt)
+    raise ValueError(f"unknown T2A backend {cfg.backend!r}")
