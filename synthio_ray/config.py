@@ -25,7 +25,7 @@ import yaml
 
 __all__ = [
     "Config", "DataConfig", "ModelsConfig", "T2AConfig", "ClapConfig", "LLMConfig", "CaptionerConfig",
-    "ClassifierConfig", "RayConfig", "ConfigError", "load_config", "save_config",
+    "ClassifierConfig", "AugmentConfig", "ResourcesConfig", "RayConfig", "ConfigError", "load_config", "save_config",
     "config_to_dict", "describe_options", "LAYOUTS",
 ]
 
@@ -252,6 +252,51 @@ class ModelsConfig:
     classifier: ClassifierConfig = opt(factory=ClassifierConfig, help="classifier")
 
 
+CAPTION_MODES = ("mixcap", "llm", "template")
+
+
+@dataclass
+class AugmentConfig:
+    """The augmentation job (jobs/augment.py): captions, synthesis, CLAP filter, self-reflection."""
+
+    data: Optional[str] = opt(None, "prepared dataset folder (jobs/prepare.py output); null = prepare the "
+                              "embedded default into OUT/prepared", path="dir")
+    k: int = opt(2, "augmentation factor: generated captions per gold clip (paper: 1-5)", ge=1, le=50)
+    threshold: float = opt(0.1, "CLAP acceptance threshold p on models.clap.score (paper: 0.85 with "
+                           "sigmoid scores; calibrate for LAION-CLAP cosines)", ge=-1.0, le=1.0)
+    rounds: int = opt(1, "self-reflection rounds i for rejected clips (0 = no reflection)", ge=0, le=10)
+    captions: str = opt("mixcap", "mixcap (LLM captions from the label's events and scenes: Synthio), llm "
+                        "(LLM captions from the label only: '+LLM Caps' / 'w/o MixCap'), template (\"Sound of "
+                        "a {label}\": 'Vanilla Syn. Aug.')", choices=CAPTION_MODES)
+    template: str = opt("Sound of a {label}", "template caption (and the fallback when the LLM fails)")
+    component_fraction: float = opt(0.75, "share of a label's pooled events/scenes shown to MixCap (paper: 75%)",
+                                    gt=0.0, le=1.0)
+    clap_filter: bool = opt(True, "filter with CLAP (false = accept every clip: 'w/o CLAP filter')")
+    max_seconds: Optional[float] = opt(None, "cap on a generated clip's length (null = the source clip's, "
+                                       "capped at the model's maximum)", gt=0.0)
+    audio_format: str = opt("flac", "file format of generated clips", choices=("flac", "wav"))
+    retries: int = opt(2, "retries of a failing model batch before its rows are recorded as failed", ge=0)
+
+    def check(self, key: str) -> list[str]:
+        if "{label}" not in self.template:
+            return [f"{key}.template: must contain {{label}}, got {self.template!r}"]
+        return []
+
+
+@dataclass
+class ResourcesConfig:
+    """Actor pools of the streaming pipeline (per stage: actors, GPUs and CPUs per actor, batch)."""
+
+    llm_actors: int = opt(1, "LLM stage actors (transformers / http backends)", ge=1)
+    llm_gpus: float = opt(0.0, "GPUs per LLM actor", ge=0.0)
+    t2a_actors: int = opt(1, "text-to-audio actors", ge=1)
+    t2a_gpus: float = opt(0.0, "GPUs per text-to-audio actor (1 on a GPU cluster)", ge=0.0)
+    clap_actors: int = opt(1, "CLAP scoring actors", ge=1)
+    clap_gpus: float = opt(0.0, "GPUs per CLAP actor (a fraction shares a GPU, e.g. 0.25)", ge=0.0)
+    cpus_per_actor: float = opt(0.5, "CPUs reserved per actor", gt=0.0)
+    torch_threads: int = opt(1, "torch CPU threads per actor (0 = torch's default)", ge=0)
+
+
 @dataclass
 class RayConfig:
     """How jobs connect to Ray."""
@@ -265,12 +310,14 @@ class RayConfig:
 
 @dataclass
 class Config:
-    """The whole system's config. Sections: data, models, ray."""
+    """The whole system's config. Sections: data, models, augment, resources, ray."""
 
     seed: int = opt(0, "seed for sampling and generation; every random choice derives from it", ge=0)
     out: Optional[str] = opt(None, "output folder of the job")
     data: DataConfig = opt(factory=DataConfig, help="dataset source and small-set sampling")
     models: ModelsConfig = opt(factory=ModelsConfig, help="model backends")
+    augment: AugmentConfig = opt(factory=AugmentConfig, help="augmentation job")
+    resources: ResourcesConfig = opt(factory=ResourcesConfig, help="actor pools")
     ray: RayConfig = opt(factory=RayConfig, help="Ray connection")
 
     def check(self, key: str) -> list[str]:
