@@ -1,0 +1,214 @@
+"""The augmentation job as a library call: ``run_augment(cfg, out) -> AugmentReport``.
+
+Phases (each resumable; see ``store.py``):
+1. plan: caption the gold clips and extract their events/scenes (LLM), pool them per label. This is
+   the only barrier, over the n gold clips' text, because MixCap pools over all clips of a label.
+2. round 0, streaming on Ray Data: MixCap captions (LLM actor pool) -> synthesis (T2A actor pool)
+   -> CLAP scoring (CLAP actor pool) -> rows written by the driver as they arrive.
+3. rounds 1..i, streaming: the previous round's rejected rows -> reflection (LLM) -> synthesis ->
+   scoring. Each round starts when the previous one is complete, because reflection uses the
+   events/scenes of the captions accepted so far.
+4. manifest.parquet, metadata.csv, dataset card.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from synthio_ray.config import Config
+from synthio_ray.data.labels import label_slugs
+from synthio_ray.data.manifest import PreparedDataset, load_prepared
+from synthio_ray.ids import clip_id
+from synthio_ray.pipeline.progress import Progress
+from synthio_ray.pipeline.stages import (CaptionWriter, ComponentExtractor, GoldCaptioner, Reflector, Scorer,
+                                         Synthesizer, accepted_components, label_text, pool_components)
+from synthio_ray.pipeline.store import RunStore
+
+__all__ = ["AugmentReport", "run_augment", "gold_rows", "ensure_ray"]
+
+log = logging.getLogger("synthio_ray")
+
+
+@dataclass
+class AugmentReport:
+    out: Path
+    rows: int
+    accepted: int
+    per_round: dict[int, dict[str, int]] = field(default_factory=dict)
+    skipped_done: int = 0
+
+    def summary(self) -> str:
+        lines = [f"{self.rows} clips generated, {self.accepted} accepted ({self.skipped_done} already done "
+                 f"before this run)"]
+        for r, c in sorted(self.per_round.items()):
+            n = sum(c.values())
+            lines.append(f"  round {r}: {n} clips, {c.get('accepted', 0)} accepted, {c.get('rejected', 0)} "
+                         f"rejected, {c.get('failed', 0)} failed")
+        lines.append(f"written to {self.out}")
+        return "\n".join(lines)
+
+
+def ensure_ray(cfg: Config) -> None:
+    """Join the configured cluster, or start a quiet local one; keep Ray Data's own bars off in logs."""
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = dict(include_dashboard=False, ignore_reinit_error=True,
+                                      log_to_driver=True, logging_level=logging.WARNING)
+        if cfg.ray.address:
+            kwargs["address"] = cfg.ray.address
+        elif os.environ.get("RAY_ADDRESS") is None and cfg.ray.num_cpus:
+            kwargs["num_cpus"] = cfg.ray.num_cpus
+        repo = str(Path(__file__).resolve().parents[2])
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+            [repo] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}}
+        ray.init(**kwargs)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = cfg.ray.progress == "on"
+    ctx.print_on_execution_start = False
+    ctx.verbose_stats_logs = False
+
+
+def gold_rows(ds: PreparedDataset, max_seconds: float | None) -> pd.DataFrame:
+    """The small training set as the pipeline's gold rows (source id, path, labels, caption, seconds)."""
+    train = ds.split("train")
+    return pd.DataFrame({
+        "id": train["id"], "source_id": train["id"], "source_path": train["path"], "path": train["path"],
+        "label": train["label"], "labels": [list(x) for x in train["labels"]],
+        "caption": train["caption"],
+        "seconds": [min(d, max_seconds) if max_seconds else d for d in train["duration"]],
+    })
+
+
+def _pool(cfg: Config, gpus: float, actors: int) -> dict[str, Any]:
+    from ray.data import ActorPoolStrategy
+
+    return dict(compute=ActorPoolStrategy(size=actors), num_gpus=gpus or None,
+                num_cpus=cfg.resources.cpus_per_actor, batch_format="pandas")
+
+
+def _dataset(df: pd.DataFrame, rows_per_block: int = 4) -> Any:
+    """A Ray dataset of small blocks, so the first clips stream out while later rows are planned."""
+    import ray
+
+    df = df.reset_index(drop=True)
+    parts = [df.iloc[i:i + rows_per_block] for i in range(0, len(df), rows_per_block)]
+    return ray.data.from_pandas(parts)
+
+
+def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) -> pd.DataFrame:
+    """Gold captions and events/scenes, cached in OUT/plan/gold.parquet (re-used on resume)."""
+    plan = out / "plan" / "gold.parquet"
+    if plan.is_file():
+        saved = pd.read_parquet(plan)
+        if set(saved["id"]) == set(gold["id"]):
+            saved["labels"] = [list(x) for x in saved["labels"]]
+            saved["events"] = [list(x) for x in saved["events"]]
+            saved["scenes"] = [list(x) for x in saved["scenes"]]
+            return saved
+    g = GoldCaptioner(cfg)(gold)
+    if cfg.augment.captions == "mixcap":
+        g = ComponentExtractor(cfg, out / "llm_cache", chat_model)(g)
+    else:
+        g["events"], g["scenes"], g["components_error"] = [[]] * len(g), [[]] * len(g), None
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plan.with_name(".gold.parquet.tmp")
+    g.to_parquet(tmp, index=False)
+    os.replace(tmp, plan)
+    return g
+
+
+def _stream(cfg: Config, store: RunStore, r: int, ds: Any, llm_stage: tuple, out: Path, t2a_path: str | None,
+            progress: Progress) -> dict[str, int]:
+    """Run one round's stream: LLM stage -> synthesis -> scoring -> part files. Returns status counts."""
+    res = cfg.resources
+    stage_cls, stage_kwargs, done = llm_stage
+    ds = ds.map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs, batch_size=cfg.models.llm.batch_size,
+                        **_pool(cfg, res.llm_gpus, res.llm_actors))
+    if done:
+        ds = ds.filter(lambda row, done=frozenset(done): row["id"] not in done)
+    ds = ds.map_batches(Synthesizer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), t2a_path=t2a_path),
+                        batch_size=cfg.models.t2a.batch_size, **_pool(cfg, res.t2a_gpus, res.t2a_actors))
+    ds = ds.map_batches(Scorer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out)),
+                        batch_size=cfg.models.clap.batch_size, **_pool(cfg, res.clap_gpus, res.clap_actors))
+    counts: dict[str, int] = {}
+    for batch in ds.iter_batches(batch_format="pandas", batch_size=None, prefetch_batches=0):
+        if not len(batch):
+            continue
+        store.append(r, batch)
+        for st, n in batch["status"].value_counts().items():
+            counts[st] = counts.get(st, 0) + int(n)
+        progress.update(f"round {r}", len(batch), int((batch["status"] == "accepted").sum()),
+                        int((batch["status"] == "failed").sum()))
+    return counts
+
+
+def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_model: Any = None
+                ) -> AugmentReport:
+    """Run (or resume) the augmentation into ``out``. ``chat_model`` overrides the configured LLM
+    (plain ChatModel; used in-process by the plan stage and shipped to the actors)."""
+    import ray
+
+    from synthio_ray.data.prepare import prepare_dataset
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    a = cfg.augment
+    data_dir = Path(a.data) if a.data else out / "prepared"
+    if not a.data and not (data_dir / "labels.json").is_file():
+        prepare_dataset(cfg, data_dir)
+    prepared = load_prepared(data_dir)
+    gold = gold_rows(prepared, a.max_seconds)
+    slugs = label_slugs({label_text(x) for x in gold["labels"]})
+    store = RunStore(out)
+    progress = Progress(cfg.ray.progress)
+    ensure_ray(cfg)
+
+    plan = _plan(cfg, gold, out, chat_model)
+    pools = pool_components(plan)
+    report = AugmentReport(out=out, rows=0, accepted=0)
+    cache = str(out / "llm_cache")
+
+    done0 = store.done_ids(0)
+    expected = {sid: [clip_id(slugs[label_text(labs)], sid, j, 0) for j in range(a.k)]
+                for sid, labs in zip(plan["source_id"], plan["labels"])}
+    todo = plan[[any(i not in done0 for i in expected[s]) for s in plan["source_id"]]]
+    report.skipped_done += len(done0)
+    if len(todo):
+        ds = _dataset(todo.drop(columns=["path"]))
+        writer = (CaptionWriter, dict(cfg=cfg, cache_dir=cache, pools=pools, slugs=slugs, domain=prepared.domain,
+                                      chat_model=chat_model), done0)
+        _stream(cfg, store, 0, ds, writer, out, t2a_path, progress)
+
+    for r in range(1, a.rounds + 1):
+        previous = pd.concat([store.read_round(q) for q in range(r)], ignore_index=True)
+        rejected = store.read_round(r - 1)
+        rejected = rejected[rejected["status"] == "rejected"]
+        done_r = store.done_ids(r)
+        report.skipped_done += len(done_r)
+        rejected = rejected[[clip_id(s, src, int(j), r) not in done_r for s, src, j in
+                             zip(rejected["label_slug"], rejected["source_id"], rejected["caption_index"])]]
+        if not len(rejected):
+            continue
+        rejected = rejected.assign(labels=[list(x) for x in rejected["labels"]])
+        ds = _dataset(rejected)
+        reflector = (Reflector, dict(cfg=cfg, cache_dir=cache, round_=r, accepted=accepted_components(previous),
+                                     domain=prepared.domain, chat_model=chat_model), set())
+        _stream(cfg, store, r, ds, reflector, out, t2a_path, progress)
+    progress.close()
+
+    manifest = store.write_manifest()
+    report.rows = len(manifest)
+    report.accepted = int((manifest["status"] == "accepted").sum()) if len(manifest) else 0
+    for r, grp in manifest.groupby("round"):
+        report.per_round[int(r)] = {str(k): int(v) for k, v in grp["status"].value_counts().items()}
+    (out / "report.json").write_text(json.dumps({"rows": report.rows, "accepted": report.accepted,
+                                                 "per_round": report.per_round}, indent=2))
+    return report

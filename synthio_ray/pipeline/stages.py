@@ -1,0 +1,450 @@
+"""The augmentation pipeline's stages as plain classes: ``stage(pandas.DataFrame) -> pandas.DataFrame``.
+
+Each constructor loads its model once (an actor in Ray Data, or a plain object in a test or a
+notebook); ``__call__`` maps one batch. No stage raises for a bad row: model errors are retried
+per batch, then per row, and what still fails is marked ``status="failed"`` with an ``error``.
+LLM answers are cached on disk under ``OUT/llm_cache`` so a re-run never asks twice.
+
+Row columns of a generated clip (what ``manifest.parquet`` holds):
+``id, chain_id, source_id, source_path, label, labels, label_slug, caption_index, round, parent_id,
+caption, caption_source, llm_error, components, prompt_version, seed, seconds, path, sample_rate,
+clap_score, accepted, status, error, t2a_model, clap_model, llm_model``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from synthio_ray.config import Config
+from synthio_ray.data.audio import AudioError, load_audio, write_audio
+from synthio_ray.ids import chain_id, clip_id, clip_seed, stable_hash, stable_int
+from synthio_ray.prompts.parse import ask_json, caption_check
+from synthio_ray.prompts.templates import (COMPONENTS_SCHEMA, MAX_CAPTION_WORDS, MIXCAP_SCHEMA,
+                                           PROMPT_VERSION, REFLECT_SCHEMA, components_messages,
+                                           mixcap_messages, reflect_messages, template_caption)
+
+__all__ = ["AnswerCache", "GoldCaptioner", "ComponentExtractor", "CaptionWriter", "Reflector",
+           "Synthesizer", "Scorer", "label_text", "pool_components", "accepted_components",
+           "CLIP_COLUMNS"]
+
+CLIP_COLUMNS = ["id", "chain_id", "source_id", "source_path", "label", "labels", "label_slug",
+                "caption_index", "round", "parent_id", "caption", "caption_source", "llm_error",
+                "components", "prompt_version", "seed", "seconds", "path", "sample_rate", "clap_score",
+                "accepted", "status", "error", "t2a_model", "clap_model", "llm_model"]
+
+
+def label_text(labels: Any) -> str:
+    """The text a row is generated and scored for: its label, or its labels joined (multi-label)."""
+    labs = list(labels) if not isinstance(labels, str) else [labels]
+    return " and ".join(labs)
+
+
+def _threads(n: int) -> None:
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+class AnswerCache:
+    """LLM answers on disk, one JSON file per key (atomic writes), so re-runs reuse them."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def key(self, *parts: Any) -> str:
+        return stable_hash(*[json.dumps(p, sort_keys=True, default=str) for p in parts], length=24)
+
+    def get(self, key: str) -> dict | None:
+        p = self.folder / f"{key}.json"
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        p = self.folder / f"{key}.json"
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value))
+        tmp.replace(p)
+
+
+class _LLMStage:
+    """Shared LLM plumbing: lazy model load, cached ``ask_json`` with the config's sampling settings."""
+
+    stage = "llm"
+
+    def __init__(self, cfg: Config, cache_dir: str | Path, chat_model: Any = None):
+        _threads(cfg.resources.torch_threads)
+        self.cfg = cfg
+        self.llm_cfg = cfg.models.llm
+        self._model = chat_model
+        self.cache = AnswerCache(Path(cache_dir) / self.stage)
+
+    @property
+    def model(self):
+        if self._model is None:
+            from synthio_ray.models.llm import load_chat_model
+
+            self._model = load_chat_model(self.llm_cfg)
+        return self._model
+
+    @property
+    def model_id(self) -> str:
+        return getattr(self._model, "model_id", None) or self.llm_cfg.path
+
+    def ask(self, items: list[tuple[str, list[dict], Callable | None]], schema: dict) -> list[dict]:
+        """items: (row key, messages, check) -> [{"value", "error", "attempts"}], cached by content."""
+        c = self.llm_cfg
+        settings = dict(model=self.llm_cfg.path, backend=c.backend, max_tokens=c.max_tokens,
+                        temperature=c.temperature, top_p=c.top_p, retries=c.retries, seed=self.cfg.seed)
+        keys = [self.cache.key(self.stage, PROMPT_VERSION, settings, key, msgs) for key, msgs, _ in items]
+        out: list[dict | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, o in enumerate(out) if o is None]
+        if todo:
+            replies = ask_json(self.model, [items[i][1] for i in todo], schema,
+                               checks=[items[i][2] for i in todo], retries=c.retries,
+                               seeds=[stable_int(self.stage, self.cfg.seed, items[i][0], bits=31) for i in todo],
+                               max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p)
+            for i, r in zip(todo, replies):
+                out[i] = {"value": r.value, "error": r.error, "attempts": r.attempts}
+                self.cache.put(keys[i], out[i])
+        return out  # type: ignore[return-value]
+
+
+class GoldCaptioner:
+    """Gold rows -> + ``gold_caption`` and ``gold_caption_source`` (manifest | captioner | none)."""
+
+    def __init__(self, cfg: Config, captioner: Any = None):
+        _threads(cfg.resources.torch_threads)
+        self.backend = cfg.models.captioner.backend
+        self.model = captioner
+        if self.model is None and self.backend == "transformers":
+            from synthio_ray.models.captioner import load_captioner
+
+            self.model = load_captioner(cfg.models.captioner)
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        caps: list[str | None] = [None] * len(df)
+        src = ["none"] * len(df)
+        if self.backend == "manifest" and "caption" in df:
+            for i, c in enumerate(df["caption"]):
+                if isinstance(c, str) and c.strip():
+                    caps[i], src[i] = c.strip(), "manifest"
+        elif self.backend == "transformers":
+            waves, idx = [], []
+            for i, p in enumerate(df["path"]):
+                try:
+                    waves.append(load_audio(p, sample_rate=16000)[0])
+                    idx.append(i)
+                except AudioError:
+                    continue
+            try:
+                for i, c in zip(idx, self.model.caption(waves, 16000)):
+                    if c:
+                        caps[i], src[i] = c, "captioner"
+            except Exception:  # noqa: BLE001 - no caption is a valid outcome (label-only prompts)
+                pass
+        df["gold_caption"], df["gold_caption_source"] = caps, src
+        return df
+
+
+class ComponentExtractor(_LLMStage):
+    """Gold rows with ``gold_caption`` -> + ``events``, ``scenes``, ``components_error`` (prompt 1)."""
+
+    stage = "components"
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        events: list[list[str]] = [[] for _ in range(len(df))]
+        scenes: list[list[str]] = [[] for _ in range(len(df))]
+        errors: list[str | None] = [None] * len(df)
+        items, idx = [], []
+        for i, (sid, labs, cap) in enumerate(zip(df["id"], df["labels"], df["gold_caption"])):
+            if isinstance(cap, str) and cap:
+                items.append((sid, components_messages(label_text(labs), cap), None))
+                idx.append(i)
+        for i, ans in zip(idx, self.ask(items, COMPONENTS_SCHEMA) if items else []):
+            if ans["value"] is not None:
+                events[i] = _clean_phrases(ans["value"]["events"])
+                scenes[i] = _clean_phrases(ans["value"]["scenes"])
+            else:
+                errors[i] = ans["error"]
+        df["events"], df["scenes"], df["components_error"] = events, scenes, errors
+        return df
+
+
+def _clean_phrases(items: list[str]) -> list[str]:
+    seen, out = set(), []
+    for s in items:
+        s = re.sub(r"\s+", " ", str(s)).strip().strip(".,;")
+        if s and s.lower() not in seen:
+            seen.add(s.lower())
+            out.append(s)
+    return out
+
+
+def pool_components(gold: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
+    """Events and scenes pooled over all gold clips of each label text (first-seen order by id)."""
+    pools: dict[str, tuple[list[str], list[str]]] = {}
+    for _, r in gold.sort_values("id").iterrows():
+        ev, sc = pools.setdefault(label_text(r["labels"]), ([], []))
+        ev.extend(x for x in r["events"] if x.lower() not in {e.lower() for e in ev})
+        sc.extend(x for x in r["scenes"] if x.lower() not in {s.lower() for s in sc})
+    return pools
+
+
+def accepted_components(rows: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
+    """Per label: the offered events/scenes that the label's accepted captions actually mention."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for _, r in rows[rows["status"] == "accepted"].sort_values("id").iterrows():
+        ev, sc = out.setdefault(label_text(r["labels"]), ([], []))
+        cap = str(r["caption"]).lower()
+        offered = json.loads(r["components"]) if isinstance(r["components"], str) else {"events": [], "scenes": []}
+        for phrase in offered.get("events", []):
+            if phrase.lower() in cap and phrase not in ev:
+                ev.append(phrase)
+        for phrase in offered.get("scenes", []):
+            if phrase.lower() in cap and phrase not in sc:
+                sc.append(phrase)
+    return out
+
+
+def _subsample(items: list[str], fraction: float, rng: np.random.Generator) -> list[str]:
+    if not items:
+        return []
+    k = max(1, math.ceil(fraction * len(items)))
+    return [items[i] for i in sorted(rng.choice(len(items), size=k, replace=False))]
+
+
+def _clip_row(cfg: Config, gold: dict, slug: str, caption_index: int, round_: int, caption: str,
+              source: str, llm_error: str | None, components: dict, llm_model: str | None,
+              parent_id: str | None = None) -> dict:
+    seconds = float(gold["seconds"])
+    return {
+        "id": clip_id(slug, gold["source_id"], caption_index, round_),
+        "chain_id": chain_id(gold["source_id"], caption_index),
+        "source_id": gold["source_id"], "source_path": gold["source_path"], "label": gold["label"],
+        "labels": list(gold["labels"]), "label_slug": slug, "caption_index": caption_index,
+        "round": round_, "parent_id": parent_id, "caption": caption, "caption_source": source,
+        "llm_error": llm_error, "components": json.dumps(components), "prompt_version": PROMPT_VERSION,
+        "seed": clip_seed(cfg.seed, gold["source_id"], caption_index, round_), "seconds": seconds,
+        "path": None, "sample_rate": None, "clap_score": None, "accepted": None, "status": "planned",
+        "error": None, "t2a_model": None, "clap_model": None, "llm_model": llm_model,
+    }
+
+
+class CaptionWriter(_LLMStage):
+    """Gold rows (with events/scenes) -> k caption rows each, round 0 (MixCap, LLM-only or template).
+
+    ``pools``: label text -> (events, scenes) pooled over that label's gold clips; ``slugs``: label
+    text -> file-name-safe slug; ``domain``: what the dataset's sounds are.
+    """
+
+    stage = "mixcap"
+
+    def __init__(self, cfg: Config, cache_dir: str | Path, pools: dict, slugs: dict, domain: str,
+                 chat_model: Any = None):
+        super().__init__(cfg, cache_dir, chat_model)
+        self.pools, self.slugs, self.domain = pools, slugs, domain
+        self.mode, self.k = cfg.augment.captions, cfg.augment.k
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        a = self.cfg.augment
+        golds = df.to_dict("records")
+        offered, items = [], []
+        for g in golds:
+            lab = label_text(g["labels"])
+            ev, sc = self.pools.get(lab, ([], [])) if self.mode == "mixcap" else ([], [])
+            rng = np.random.default_rng(stable_int("mixcap-subsample", self.cfg.seed, g["source_id"]))
+            comp = {"events": _subsample(ev, a.component_fraction, rng),
+                    "scenes": _subsample(sc, a.component_fraction, rng)}
+            offered.append(comp)
+            items.append((g["source_id"], mixcap_messages(lab, self.domain, comp["events"], comp["scenes"], self.k),
+                          caption_check(lab, MAX_CAPTION_WORDS)))
+        answers = self.ask(items, MIXCAP_SCHEMA) if self.mode != "template" else [None] * len(golds)
+        rows = []
+        for g, comp, ans in zip(golds, offered, answers):
+            lab = label_text(g["labels"])
+            slug = self.slugs[lab]
+            fallback = template_caption(lab, a.template)
+            if ans is None:
+                caps, err, source = [], None, "template"
+            else:
+                caps = list(ans["value"]["captions"][:self.k]) if ans["value"] else []
+                err = ans["error"] if ans["value"] is None else (
+                    None if len(caps) == self.k else f"the LLM gave {len(caps)} of {self.k} captions")
+                source = self.mode
+            for j in range(self.k):
+                if j < len(caps):
+                    rows.append(_clip_row(self.cfg, g, slug, j, 0, caps[j], source, None, comp, self.model_id))
+                else:
+                    src = "template" if ans is None else "template_fallback"
+                    rows.append(_clip_row(self.cfg, g, slug, j, 0, fallback, src, err, comp,
+                                          None if ans is None else self.model_id))
+        return pd.DataFrame(rows, columns=CLIP_COLUMNS)
+
+
+class Reflector(_LLMStage):
+    """Rejected rows of round r-1 -> their replacement rows for round r (prompt 3).
+
+    ``accepted``: label text -> (events, scenes) of the label's accepted captions so far.
+    """
+
+    stage = "reflect"
+
+    def __init__(self, cfg: Config, cache_dir: str | Path, round_: int, accepted: dict, domain: str,
+                 chat_model: Any = None):
+        super().__init__(cfg, cache_dir, chat_model)
+        self.round, self.accepted, self.domain = round_, accepted, domain
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        prev = df.to_dict("records")
+        items = []
+        for r in prev:
+            lab = label_text(r["labels"])
+            ev, sc = self.accepted.get(lab, ([], []))
+            items.append((r["id"], reflect_messages(lab, self.domain, r["caption"], ev, sc),
+                          caption_check(lab, MAX_CAPTION_WORDS, key="caption")))
+        answers = self.ask(items, REFLECT_SCHEMA)
+        rows = []
+        for r, ans in zip(prev, answers):
+            lab = label_text(r["labels"])
+            gold = {"source_id": r["source_id"], "source_path": r["source_path"], "label": r["label"],
+                    "labels": r["labels"], "seconds": r["seconds"]}
+            comp = json.loads(r["components"]) if isinstance(r["components"], str) else {}
+            if ans["value"] is not None:
+                caption, source, err = ans["value"]["caption"], "reflection", None
+            else:
+                caption = template_caption(lab, self.cfg.augment.template)
+                source, err = "reflection_fallback", ans["error"]
+            rows.append(_clip_row(self.cfg, gold, r["label_slug"], int(r["caption_index"]), self.round, caption,
+                                  source, err, comp, self.model_id, parent_id=r["id"]))
+        return pd.DataFrame(rows, columns=CLIP_COLUMNS)
+
+
+def _retrying(fn: Callable[[list[int]], Any], idx: list[int], retries: int) -> tuple[dict[int, Any], dict[int, str]]:
+    """Run ``fn`` on the batch ``idx`` (up to 1 + retries tries), then row by row; -> (results, errors)."""
+    last = ""
+    for _ in range(retries + 1):
+        try:
+            return dict(zip(idx, fn(idx))), {}
+        except Exception as e:  # noqa: BLE001 - recorded per row below
+            last = f"{type(e).__name__}: {e}"
+    if len(idx) == 1:
+        return {}, {idx[0]: last}
+    results, errors = {}, {}
+    for i in idx:
+        r, e = _retrying(fn, [i], 0)
+        results.update(r)
+        errors.update(e)
+    return results, errors
+
+
+class Synthesizer:
+    """Planned rows -> + audio written to ``OUT/audio/<label>/<id>.<fmt>`` (``path`` relative to OUT).
+
+    ``t2a_path`` overrides ``models.t2a.path`` (e.g. an aligned checkpoint).
+    """
+
+    def __init__(self, cfg: Config, out_dir: str | Path, t2a_path: str | None = None, model: Any = None):
+        _threads(cfg.resources.torch_threads)
+        self.cfg, self.out = cfg, Path(out_dir)
+        if model is None:
+            from synthio_ray.models.t2a import load_t2a
+
+            model = load_t2a(cfg.models.t2a, t2a_path)
+        self.model = model
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy().reset_index(drop=True)
+        a, m = self.cfg.augment, self.model
+        cap = min(m.max_seconds, a.max_seconds or m.max_seconds)
+        secs = [float(min(max(s, 0.1), cap)) for s in df["seconds"]]
+        bs = self.cfg.models.t2a.batch_size
+        paths, errors = [None] * len(df), [None] * len(df)
+        for start in range(0, len(df), bs):
+            idx = list(range(start, min(start + bs, len(df))))
+
+            def gen(rows: list[int]) -> list[np.ndarray]:
+                return m.generate([df["caption"][i] for i in rows], [secs[i] for i in rows],
+                                  [int(df["seed"][i]) for i in rows])
+
+            results, errs = _retrying(gen, idx, a.retries)
+            for i, wave in results.items():
+                rel = Path("audio") / df["label_slug"][i] / f"{df['id'][i]}.{a.audio_format}"
+                try:
+                    write_audio(self.out / rel, np.asarray(wave).T, m.sample_rate)
+                    paths[i] = rel.as_posix()
+                except Exception as e:  # noqa: BLE001
+                    errors[i] = f"writing audio failed: {type(e).__name__}: {e}"
+            for i, e in errs.items():
+                errors[i] = f"generation failed after {a.retries + 1} tries: {e}"
+        df["seconds"] = secs
+        df["path"], df["sample_rate"] = paths, [m.sample_rate if p else None for p in paths]
+        df["t2a_model"] = m.model_id
+        df["error"] = errors
+        df["status"] = ["generated" if p else "failed" for p in paths]
+        return df
+
+
+class Scorer:
+    """Generated rows -> + ``clap_score``, ``accepted``, ``status`` (accepted | rejected | failed)."""
+
+    def __init__(self, cfg: Config, out_dir: str | Path, model: Any = None):
+        _threads(cfg.resources.torch_threads)
+        self.cfg, self.out = cfg, Path(out_dir)
+        if model is None:
+            from synthio_ray.models.clap import load_clap
+
+            model = load_clap(cfg.models.clap)
+        self.model = model
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy().reset_index(drop=True)
+        a, c = self.cfg.augment, self.cfg.models.clap
+        scores: list[float | None] = [None] * len(df)
+        errors = list(df["error"])
+        waves, idx = [], []
+        for i, (st, p) in enumerate(zip(df["status"], df["path"])):
+            if st != "generated":
+                continue
+            try:
+                waves.append(load_audio(self.out / p, sample_rate=self.model.sample_rate)[0])
+                idx.append(i)
+            except AudioError as e:
+                errors[i] = f"generated audio unreadable: {e}"
+        texts = [c.text_template.format(label=label_text(df["labels"][i])) for i in idx]
+
+        def score(rows: list[int]) -> list[float]:
+            pos = [idx.index(i) for i in rows]
+            return list(self.model.score([waves[p] for p in pos], self.model.sample_rate,
+                                         [texts[p] for p in pos], form=c.score))
+
+        if idx:
+            results, errs = _retrying(score, idx, a.retries)
+            for i, s in results.items():
+                scores[i] = float(s)
+            for i, e in errs.items():
+                errors[i] = f"scoring failed: {e}"
+        status, accepted = [], []
+        for i in range(len(df)):
+            if scores[i] is None:
+                status.append("failed")
+                accepted.append(False)
+            else:
+                ok = (not a.clap_filter) or scores[i] >= a.threshold
+                status.append("accepted" if ok else "rejected")
+                accepted.append(ok)
+        df["clap_score"], df["accepted"], df["status"], df["error"] = scores, accepted, status, errors
+        df["clap_model"] = self.model.model_id
+        return df
