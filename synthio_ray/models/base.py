@@ -8,7 +8,7 @@ Audio crosses these interfaces as float32 numpy arrays, ``(frames,)`` mono or
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -100,6 +100,7 @@ class ChatResult:
 
     text: str | None
     error: str | None = None
+    info: dict | None = field(default=None, compare=False, repr=False)  # usage, finish reason
 
 
 class ChatModel(ABC):
