@@ -1,0 +1,222 @@
+"""The augmentation job on the embedded default and the tiny zoo: output contract, reflection rounds,
+malformed LLM output, failing batches, resume after kill -9, and a no-op re-run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from synthio_ray.config import load_config
+from synthio_ray.data.prepare import prepare_dataset
+from synthio_ray.ids import clip_id
+from synthio_ray.models.base import ChatModel, ChatResult
+from synthio_ray.pipeline.augment import run_augment
+from synthio_ray.pipeline.card import write_card
+from synthio_ray.pipeline.stages import CLIP_COLUMNS, Scorer, Synthesizer
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "configs" / "default.yaml"
+SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n=8", "augment.k=2",
+         "models.t2a.steps=4", "models.llm.max_tokens=24", "ray.progress=off"]
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    import ray
+
+    path = os.pathsep.join([str(REPO / "tests"), str(REPO)])  # test doubles must import in the actors
+    ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": path}}, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
+             logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_dataset(load_config(DEFAULT, SMALL), out)
+    return out
+
+
+def cfg_for(prepared, *extra):
+    return load_config(DEFAULT, SMALL + [f"augment.data={prepared}", *extra])
+
+
+class ScriptedChat(ChatModel):
+    """A stand-in LLM (no capable LLM runs here): valid JSON for some labels, broken output for others."""
+
+    model_id = "scripted-llm"
+
+    def chat(self, conversations, **kw):
+        out = []
+        for conv in conversations:
+            user = conv[1]["content"]
+            if "'siren'" in user or "'bell'" in user:
+                out.append(ChatResult("Sure! {'captions': ['not json']}"))
+            elif "new, varied captions" in user:
+                label = user.split("'")[1]
+                n = int(user.split("exactly ")[1].split(" ")[0])
+                caps = [f"a {label} heard {i} times in a busy street at dusk" for i in range(n)]
+                out.append(ChatResult(json.dumps({"captions": caps})))
+            elif "Replacement caption" in user or "replacement caption" in user:
+                label = user.split("'")[1]
+                out.append(ChatResult(json.dumps({"caption": f"a clear {label} close to the microphone"})))
+            else:
+                out.append(ChatResult('{"events": ["distant traffic"], "scenes": ["a busy street"]}'))
+        return out
+
+
+def test_output_contract(ray_local, prepared, tmp_path):
+    cfg = cfg_for(prepared, "augment.rounds=1")
+    report = run_augment(cfg, tmp_path)
+    write_card(cfg, tmp_path)
+    m = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert set(CLIP_COLUMNS) <= set(m.columns) and {"final", "best_score"} <= set(m.columns)
+    assert m["id"].is_unique and len(m) == report.rows
+    round0 = m[m["round"] == 0]
+    assert len(round0) == 8 * 2
+    assert set(round0["id"]) == {clip_id(s, src, j, 0) for s, src, j in
+                                 zip(round0["label_slug"], round0["source_id"], round0["caption_index"])}
+    assert set(m["status"]) <= {"accepted", "rejected"}
+    for _, r in m.iterrows():
+        assert not Path(r["path"]).is_absolute()
+        info = sf.info(tmp_path / r["path"])
+        assert info.samplerate == r["sample_rate"] and abs(info.duration - r["seconds"]) < 0.01
+        assert r["t2a_model"] and r["clap_model"] and r["prompt_version"] and r["seed"] >= 0
+    # reflection rows point at the rejected row they replace
+    r1 = m[m["round"] == 1]
+    parents = m.set_index("id").loc[r1["parent_id"]]
+    assert (parents["status"] == "rejected").all() and (parents["round"] == 0).all()
+    assert len(r1) == (round0["status"] == "rejected").sum()
+    meta = pd.read_csv(tmp_path / "metadata.csv")
+    assert list(meta.columns) == ["file_name", "label"]
+    assert sorted(meta["file_name"]) == sorted(m.loc[m["status"] == "accepted", "path"])
+    card = (tmp_path / "README.md").read_text()
+    assert "## Acceptance per round" in card and "clap_scores.png" in card
+    assert (tmp_path / "clap_scores.png").is_file() and (tmp_path / "plan" / "gold.parquet").is_file()
+
+
+def test_reflection_rounds_threshold_nothing_passes(ray_local, prepared, tmp_path):
+    cfg = cfg_for(prepared, "augment.threshold=1.0", "augment.rounds=2", "augment.k=1")
+    report = run_augment(cfg, tmp_path)
+    m = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert report.accepted == 0 and (m["status"] == "rejected").all()
+    assert sorted(m.groupby("round").size().to_dict().items()) == [(0, 8), (1, 8), (2, 8)]
+    chains = m.groupby("chain_id")
+    assert (chains.size() == 3).all()
+    assert (chains["round"].max() == 2).all() and m.loc[m["final"], "round"].eq(2).all()
+    for _, g in chains:
+        assert np.isclose(g["best_score"].iloc[0], g["clap_score"].max())
+    assert m["caption_source"][m["round"] > 0].isin({"reflection", "reflection_fallback"}).all()
+    assert pd.read_csv(tmp_path / "metadata.csv").empty
+
+
+def test_malformed_llm_output_falls_back_and_says_why(ray_local, prepared, tmp_path):
+    cfg = cfg_for(prepared, "augment.rounds=0", "models.llm.retries=1")
+    run_augment(cfg, tmp_path)   # the tiny random LLM never writes valid JSON
+    m = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert (m["caption_source"] == "template_fallback").all()
+    assert m["caption"].str.startswith("Sound of a ").all() and m["llm_error"].notna().all()
+    cached = [json.loads(p.read_text()) for p in (tmp_path / "llm_cache" / "mixcap").glob("*.json")]
+    assert len(cached) == 8 and all(c["attempts"] == 2 and c["value"] is None for c in cached)
+
+
+def test_valid_llm_output_is_used_per_row(ray_local, prepared, tmp_path):
+    cfg = cfg_for(prepared, "augment.rounds=1", "augment.threshold=1.0", "augment.k=1")
+    run_augment(cfg, tmp_path, chat_model=ScriptedChat())
+    m = pd.read_parquet(tmp_path / "manifest.parquet")
+    r0 = m[m["round"] == 0].set_index("label")
+    assert (r0.loc[["siren", "bell"], "caption_source"] == "template_fallback").all()
+    good = r0.drop(index=["siren", "bell"], errors="ignore")
+    assert (good["caption_source"] == "mixcap").all()
+    assert all(lab in cap for lab, cap in zip(good.index, good["caption"]))
+    comps = [json.loads(c) for c in good["components"]]
+    assert all(c["events"] == ["distant traffic"] for c in comps)
+    r1 = m[m["round"] == 1]
+    ok = r1[~r1["label"].isin(["siren", "bell"])]
+    assert (ok["caption_source"] == "reflection").all() and ok["caption"].str.startswith("a clear ").all()
+
+
+class BrokenT2A:
+    """Fault injection around the real zoo model: raises for captions containing 'boom'."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.model_id, self.sample_rate, self.max_seconds = inner.model_id, inner.sample_rate, inner.max_seconds
+
+    def generate(self, captions, seconds, seeds, **kw):
+        if any("boom" in c for c in captions):
+            raise RuntimeError("CUDA error: device-side assert (simulated)")
+        return self.inner.generate(captions, seconds, seeds, **kw)
+
+
+def test_failing_batch_is_retried_then_recorded(prepared, tmp_path):
+    from synthio_ray.models.t2a import load_t2a
+
+    cfg = cfg_for(prepared, "augment.retries=1")
+    rows = pd.DataFrame([{c: None for c in CLIP_COLUMNS} | {"id": f"x{i}", "caption": cap, "seed": i,
+                          "seconds": 0.5, "label_slug": "lab", "labels": ["lab"], "status": "planned"}
+                         for i, cap in enumerate(["a dog", "boom goes the bomb", "a cat"])])
+    synth = Synthesizer(cfg, tmp_path, model=BrokenT2A(load_t2a(cfg.models.t2a)))
+    out = synth(rows)
+    assert list(out["status"]) == ["generated", "failed", "generated"]
+    assert out["error"][1].startswith("generation failed after 2 tries: RuntimeError: CUDA error")
+    (tmp_path / out["path"][2]).write_bytes(b"garbage")   # undecodable audio reaches the scorer
+    scored = Scorer(cfg, tmp_path)(out)
+    assert list(scored["status"]) == ["accepted" if scored["clap_score"][0] >= cfg.augment.threshold
+                                      else "rejected", "failed", "failed"]
+    assert scored["error"][2].startswith("generated audio unreadable")
+
+
+def test_rerun_does_no_work_twice(ray_local, prepared, tmp_path):
+    cfg = cfg_for(prepared, "augment.rounds=1", "augment.k=1")
+    first = run_augment(cfg, tmp_path)
+    parts = sorted(p.name for p in (tmp_path / "rounds").rglob("part-*.parquet"))
+    before = pd.read_parquet(tmp_path / "manifest.parquet")
+    second = run_augment(cfg, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "rounds").rglob("part-*.parquet")) == parts
+    assert second.skipped_done == first.rows and second.rows == first.rows
+    after = pd.read_parquet(tmp_path / "manifest.parquet")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def _job(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "jobs/augment.py", "--out", str(out), *SMALL, "augment.rounds=1", *extra]
+
+
+def test_resume_after_kill_9_matches_an_undisturbed_run(prepared, tmp_path):
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    base = ["data.n=8", f"augment.data={prepared}", "augment.k=3", "models.t2a.batch_size=2",
+            "models.clap.batch_size=2"]
+    ref = tmp_path / "undisturbed"
+    assert subprocess.run(_job(ref, *base), cwd=REPO, env=env, capture_output=True, timeout=600).returncode == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_job(out, *base), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "rounds").rglob("part-*.parquet"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)   # the driver and its local Ray cluster, mid-round
+    proc.wait()
+    assert not (out / "manifest.parquet").exists()
+    # a half-written part file, as a crash mid-write would leave it, must not count as done
+    partial = next((out / "rounds" / "round_0").glob("part-*.parquet"))
+    (out / "rounds" / "round_0" / "part-zzzzzzzz-00001.parquet").write_bytes(partial.read_bytes()[:100])
+    res = subprocess.run(_job(out, *base), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    a = pd.read_parquet(ref / "manifest.parquet").set_index("id").sort_index()
+    b = pd.read_parquet(out / "manifest.parquet").set_index("id").sort_index()
+    assert b.index.is_unique and list(a.index) == list(b.index)
+    for col in ("caption", "seed", "round", "chain_id", "path", "status", "parent_id"):
+        assert list(a[col]) == list(b[col]), col
+    assert np.allclose(a["clap_score"], b["clap_score"], atol=1e-4)
+    assert not list(out.rglob("*.tmp")) and list(out.rglob("*.corrupt"))
