@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python jobs/prepare.py --out runs/demo/prepared $(ARGS)
+	HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled $(BIN)/python jobs/augment.py --out runs/demo $(ARGS)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(ARGS)
+	HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

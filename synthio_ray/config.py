@@ -25,7 +25,7 @@ import yaml
 
 __all__ = [
     "Config", "DataConfig", "ModelsConfig", "T2AConfig", "ClapConfig", "LLMConfig", "CaptionerConfig",
-    "ClassifierConfig", "AugmentConfig", "ResourcesConfig", "RayConfig", "ConfigError", "load_config", "save_config",
+    "ClassifierConfig", "AugmentConfig", "AlignConfig", "ResourcesConfig", "RayConfig", "ConfigError", "load_config", "save_config",
     "config_to_dict", "describe_options", "LAYOUTS",
 ]
 
@@ -199,6 +199,8 @@ class LLMConfig:
     gpu_memory_utilization: float = opt(0.85, "vllm: share of GPU memory for the engine", gt=0, le=1)
     max_model_len: int = opt(4096, "vllm: context length", ge=256)
     concurrency: int = opt(1, "vllm / http: engine replicas or parallel clients", ge=1)
+    http_processor: bool = opt(False, "http backend: send requests through ray.data.llm's HTTP processor "
+                               "(qps limits) instead of our client in an actor pool (per-row errors, re-asks)")
 
     def check(self, key: str) -> list[str]:
         problems = [] if self.backend == "http" else _model_path_problems(f"{key}.path", self.path)
@@ -284,6 +286,46 @@ class AugmentConfig:
 
 
 @dataclass
+class AlignConfig:
+    """The alignment job (jobs/align.py): Diffusion-DPO (or ERM) of the T2A model on D_small, on Ray Train."""
+
+    data: Optional[str] = opt(None, "prepared dataset folder (jobs/prepare.py output); null = prepare the "
+                              "embedded default into OUT/prepared", path="dir")
+    objective: str = opt("dpo", "dpo (Diffusion-DPO: gold clip beats the model's own generations) or erm "
+                         "(plain diffusion loss on the gold clips: the 'w/ ERM' ablation)", choices=("dpo", "erm"))
+    beta: float = opt(2000.0, "DPO beta (Tango 2 / Synthio: 2000; Diffusion-DPO for images: 5000)", gt=0.0)
+    losers: int = opt(2, "losers j generated per gold clip (paper: 2)", ge=1, le=16)
+    template: str = opt("Sound of a {label}", "caption shared by each gold clip and its losers")
+    epochs: int = opt(12, "passes over the preference set (paper: 12)", ge=1)
+    batch_size: int = opt(16, "(winner, loser) pairs per optimizer step over all workers (paper: 32)", ge=1)
+    lr: float = opt(1e-4, "AdamW learning rate: 1e-4 suits LoRA (1e-3 drives the tiny model's errors up "
+                    "~20x in 12 epochs); full fine-tuning wants 1e-8..1e-6", gt=0.0)
+    weight_decay: float = opt(1e-3, "AdamW weight decay (authors: 1e-3)", ge=0.0)
+    grad_clip: float = opt(1.0, "clip the gradient norm at this value (0 = off)", ge=0.0)
+    full_finetune: bool = opt(False, "train every DiT weight instead of LoRA adapters on its attention")
+    lora_rank: int = opt(8, "LoRA rank on the DiT attention projections to_q, to_k, to_v, to_out.0", ge=1)
+    lora_alpha: float = opt(8.0, "LoRA alpha (scale = alpha / rank)", gt=0.0)
+    timesteps: str = opt("uniform", "training timestep draw in [0, 1]: uniform or logit_normal "
+                         "(sigmoid of a standard normal)", choices=("uniform", "logit_normal"))
+    precision: str = opt("auto", "auto (bf16 autocast on GPU, fp32 on CPU), float32 or bfloat16 (autocast); "
+                         "weights stay fp32", choices=("auto", "float32", "bfloat16"))
+    workers: int = opt(1, "Ray Train workers (DDP data-parallel replicas)", ge=1)
+    gpus_per_worker: float = opt(0.0, "GPUs per worker (1 on a GPU cluster)", ge=0.0)
+    cpus_per_worker: float = opt(1.0, "CPUs per worker (also its torch threads)", gt=0.0)
+    max_failures: int = opt(2, "worker failures Ray Train recovers from (resuming from the last epoch's "
+                            "checkpoint; -1 = no limit)", ge=-1)
+    keep_checkpoints: int = opt(2, "epoch checkpoints kept under OUT/ray_train", ge=1)
+    log_every: int = opt(5, "print step metrics every this many steps (per-epoch lines always)", ge=1)
+    seed: Optional[int] = opt(None, "seed of loser generation, shuffling, noise and timesteps (null = the "
+                              "top-level seed)", ge=0)
+
+    def check(self, key: str) -> list[str]:
+        if "{label}" not in self.template:
+            return [f"{key}.template: must contain {{label}}, got {self.template!r}"]
+        return []
+
+
+@dataclass
 class ResourcesConfig:
     """Actor pools of the streaming pipeline (per stage: actors, GPUs and CPUs per actor, batch)."""
 
@@ -317,6 +359,7 @@ class Config:
     data: DataConfig = opt(factory=DataConfig, help="dataset source and small-set sampling")
     models: ModelsConfig = opt(factory=ModelsConfig, help="model backends")
     augment: AugmentConfig = opt(factory=AugmentConfig, help="augmentation job")
+    align: AlignConfig = opt(factory=AlignConfig, help="alignment job (DPO / ERM)")
     resources: ResourcesConfig = opt(factory=ResourcesConfig, help="actor pools")
     ray: RayConfig = opt(factory=RayConfig, help="Ray connection")
 

@@ -220,3 +220,29 @@ def test_resume_after_kill_9_matches_an_undisturbed_run(prepared, tmp_path):
         assert list(a[col]) == list(b[col]), col
     assert np.allclose(a["clap_score"], b["clap_score"], atol=1e-4)
     assert not list(out.rglob("*.tmp")) and list(out.rglob("*.corrupt"))
+
+
+def test_llm_stages_through_ray_data_llm_processor(ray_local, prepared, tmp_path):
+    """The processor path (what vLLM uses), run for real with ray.data.llm's HTTP processor against an
+    OpenAI-compatible server on loopback."""
+    from synthio_ray.models.openai_server import serve
+
+    url, stop = serve(ScriptedChat(), model_name="scripted")
+    try:
+        cfg = cfg_for(prepared, "augment.rounds=1", "augment.threshold=1.0", "augment.k=1",
+                      "models.llm.backend=http", f"models.llm.url={url}", "models.llm.path=scripted",
+                      "models.llm.http_processor=true")
+        run_augment(cfg, tmp_path)
+    finally:
+        stop()
+    m = pd.read_parquet(tmp_path / "manifest.parquet")
+    r0 = m[m["round"] == 0].set_index("label")
+    assert (r0.loc[["siren", "bell"], "caption_source"] == "template_fallback").all()
+    assert r0.loc[["siren", "bell"], "llm_error"].str.startswith("no JSON object").all()
+    good = r0.drop(index=["siren", "bell"], errors="ignore")
+    assert (good["caption_source"] == "mixcap").all() and good["caption"].str.contains("busy street").all()
+    assert all(json.loads(c)["events"] == ["distant traffic"] for c in good["components"])
+    r1 = m[(m["round"] == 1) & ~m["label"].isin(["siren", "bell"])]
+    assert (r1["caption_source"] == "reflection").all()
+    cached = list((tmp_path / "llm_cache" / "mixcap").glob("*.json"))
+    assert len(cached) == 8 and all(json.loads(p.read_text())["attempts"] == 1 for p in cached)

@@ -209,9 +209,10 @@ def _rejects_response_format(e: _HTTPFailure) -> bool:
 # Ray Data
 
 
-def http_processor_config(cfg, *, max_retries: int = 2, qps: int | None = None):
+def http_processor_config(cfg, *, max_retries: int = 2, qps: int | None = None, num_cpus: float | None = None):
     """``LLMConfig`` -> ``ray.data.llm.HttpRequestProcessorConfig`` (endpoint, auth header, batch size,
-    concurrency, transport retries, per-request timeout through the aiohttp session)."""
+    concurrency, transport retries, per-request timeout through the aiohttp session; ``num_cpus`` per
+    request actor, default Ray's 1)."""
     import aiohttp
     from ray.data.llm import HttpRequestProcessorConfig
 
@@ -226,11 +227,13 @@ def http_processor_config(cfg, *, max_retries: int = 2, qps: int | None = None):
         qps=qps,
         session_factory=functools.partial(aiohttp.ClientSession,
                                           timeout=aiohttp.ClientTimeout(total=cfg.timeout_s)),
+        http_request_stage=True if num_cpus is None else {"num_cpus": num_cpus},
     )
 
 
 def build_http_processor(cfg, preprocess: Callable[[dict], dict], postprocess: Callable[[dict], dict], *,
-                         json_schema: dict | None = None, max_retries: int = 2, qps: int | None = None):
+                         json_schema: dict | None = None, max_retries: int = 2, qps: int | None = None,
+                         num_cpus: float | None = None):
     """A ``ray.data.llm`` processor that posts one chat-completions request per row.
 
     ``preprocess(row)`` returns either ``payload`` (a full OpenAI request body) or ``messages`` (+ optional
@@ -244,7 +247,7 @@ def build_http_processor(cfg, preprocess: Callable[[dict], dict], postprocess: C
     """
     from ray.data.llm import build_processor
 
-    config = http_processor_config(cfg, max_retries=max_retries, qps=qps)
+    config = http_processor_config(cfg, max_retries=max_retries, qps=qps, num_cpus=num_cpus)
     gen = dict(max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
     model = cfg.path
 
@@ -262,7 +265,9 @@ def build_http_processor(cfg, preprocess: Callable[[dict], dict], postprocess: C
         row["llm_text"], row["llm_error"] = completion_text(_plain(row.get("http_response")))
         return postprocess(row)
 
-    return build_processor(config, preprocess=_pre, postprocess=_post)
+    map_kwargs = {} if num_cpus is None else {"num_cpus": num_cpus}
+    return build_processor(config, preprocess=_pre, postprocess=_post, preprocess_map_kwargs=map_kwargs,
+                           postprocess_map_kwargs=map_kwargs)
 
 
 def _plain(value: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ class AugmentReport:
     accepted: int
     per_round: dict[int, dict[str, int]] = field(default_factory=dict)
     skipped_done: int = 0
+    stream_rows: int = 0           # rows that arrived in this run
+    stream_seconds: float = 0.0    # first to last arrival, summed over rounds (pipeline full)
+    stream_steady_rows: int = 0    # rows that arrived after each round's first batch
+    wait_seconds: float = 0.0      # round start to first arrival, summed (actor start-up, pipeline fill)
 
     def summary(self) -> str:
         lines = [f"{self.rows} clips generated, {self.accepted} accepted ({self.skipped_done} already done "
@@ -115,7 +120,15 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
             return saved
     g = GoldCaptioner(cfg)(gold)
     if cfg.augment.captions == "mixcap":
-        g = ComponentExtractor(cfg, out / "llm_cache", chat_model)(g)
+        from synthio_ray.pipeline.llm_processor import uses_processor
+
+        kwargs = dict(cfg=cfg, cache_dir=str(out / "llm_cache"), chat_model=chat_model)
+        if uses_processor(cfg):  # a small Ray Data pass through the engine
+            ds = _llm_rows(cfg, g, ComponentExtractor, kwargs)
+            g = pd.concat(list(ds.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
+            g = g.sort_values("id").reset_index(drop=True)
+        else:
+            g = ComponentExtractor(**kwargs)(g)
     else:
         g["events"], g["scenes"], g["components_error"] = [[]] * len(g), [[]] * len(g), None
     plan.parent.mkdir(parents=True, exist_ok=True)
@@ -125,13 +138,40 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
     return g
 
 
-def _stream(cfg: Config, store: RunStore, r: int, ds: Any, llm_stage: tuple, out: Path, t2a_path: str | None,
-            progress: Progress) -> dict[str, int]:
+def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict) -> Any:
+    """A dataset of the LLM stage's output rows for ``df``: an actor pool around a ChatModel, or, for
+    processor backends (vLLM), the rows that need asking through the ``ray.data.llm`` processor and the
+    rest (answers cached, nothing to ask) straight through the stage."""
+    from synthio_ray.pipeline.llm_processor import AnswerRows, PromptRows, llm_processor, uses_processor
+
+    res = cfg.resources
+    llm_pool = _pool(cfg, res.llm_gpus, res.llm_actors)
+    if not uses_processor(cfg):
+        return _dataset(df).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs,
+                                        batch_size=cfg.models.llm.batch_size, **llm_pool)
+    probe = stage_cls(**{**stage_kwargs, "chat_model": None})
+    cached = probe.cached(df) if len(df) else []
+    ready, ask = df[[c for c in cached]], df[[not c for c in cached]]
+    parts = []
+    if len(ready):
+        parts.append(_dataset(ready).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs,
+                                                 batch_size=cfg.models.llm.batch_size, **llm_pool))
+    if len(ask):
+        kw = dict(fn_constructor_kwargs=dict(stage_cls=stage_cls, stage_kwargs=stage_kwargs),
+                  batch_size=cfg.models.llm.batch_size, **{**_pool(cfg, 0, 1),
+                                                            "num_cpus": cfg.resources.cpus_per_actor / 4})
+        ds = _dataset(ask).map_batches(PromptRows, **kw)
+        ds = llm_processor(cfg, stage_cls.schema)(ds)
+        parts.append(ds.map_batches(AnswerRows, **kw))
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _stream(cfg: Config, store: RunStore, r: int, df: pd.DataFrame, llm_stage: tuple, out: Path,
+            t2a_path: str | None, progress: Progress, report: AugmentReport) -> dict[str, int]:
     """Run one round's stream: LLM stage -> synthesis -> scoring -> part files. Returns status counts."""
     res = cfg.resources
     stage_cls, stage_kwargs, done = llm_stage
-    ds = ds.map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs, batch_size=cfg.models.llm.batch_size,
-                        **_pool(cfg, res.llm_gpus, res.llm_actors))
+    ds = _llm_rows(cfg, df, stage_cls, stage_kwargs)
     if done:
         ds = ds.filter(lambda row, done=frozenset(done): row["id"] not in done)
     ds = ds.map_batches(Synthesizer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), t2a_path=t2a_path),
@@ -139,14 +179,26 @@ def _stream(cfg: Config, store: RunStore, r: int, ds: Any, llm_stage: tuple, out
     ds = ds.map_batches(Scorer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out)),
                         batch_size=cfg.models.clap.batch_size, **_pool(cfg, res.clap_gpus, res.clap_actors))
     counts: dict[str, int] = {}
+    t0 = time.monotonic()
+    first = last = None
     for batch in ds.iter_batches(batch_format="pandas", batch_size=None, prefetch_batches=0):
         if not len(batch):
             continue
+        now = time.monotonic()
+        if first is None:
+            first = now
+        else:
+            report.stream_steady_rows += len(batch)
+        last = now
+        report.stream_rows += len(batch)
         store.append(r, batch)
         for st, n in batch["status"].value_counts().items():
             counts[st] = counts.get(st, 0) + int(n)
         progress.update(f"round {r}", len(batch), int((batch["status"] == "accepted").sum()),
                         int((batch["status"] == "failed").sum()))
+    if first is not None:
+        report.wait_seconds += first - t0
+        report.stream_seconds += last - first
     return counts
 
 
@@ -182,10 +234,9 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     todo = plan[[any(i not in done0 for i in expected[s]) for s in plan["source_id"]]]
     report.skipped_done += len(done0)
     if len(todo):
-        ds = _dataset(todo.drop(columns=["path"]))
         writer = (CaptionWriter, dict(cfg=cfg, cache_dir=cache, pools=pools, slugs=slugs, domain=prepared.domain,
                                       chat_model=chat_model), done0)
-        _stream(cfg, store, 0, ds, writer, out, t2a_path, progress)
+        _stream(cfg, store, 0, todo.drop(columns=["path"]), writer, out, t2a_path, progress, report)
 
     for r in range(1, a.rounds + 1):
         previous = pd.concat([store.read_round(q) for q in range(r)], ignore_index=True)
@@ -198,10 +249,9 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
         if not len(rejected):
             continue
         rejected = rejected.assign(labels=[list(x) for x in rejected["labels"]])
-        ds = _dataset(rejected)
         reflector = (Reflector, dict(cfg=cfg, cache_dir=cache, round_=r, accepted=accepted_components(previous),
                                      domain=prepared.domain, chat_model=chat_model), set())
-        _stream(cfg, store, r, ds, reflector, out, t2a_path, progress)
+        _stream(cfg, store, r, rejected, reflector, out, t2a_path, progress, report)
     progress.close()
 
     manifest = store.write_manifest()

@@ -78,9 +78,13 @@ class AnswerCache:
 
 
 class _LLMStage:
-    """Shared LLM plumbing: lazy model load, cached ``ask_json`` with the config's sampling settings."""
+    """Shared LLM plumbing. A subclass says what to ask (``prompts``) and what to make of the answers
+    (``finish``); ``__call__`` asks a ChatModel with bounded re-asks, and a Ray Data LLM processor
+    (vLLM) can sit between ``prompts`` and ``finish`` instead (``synthio_ray.pipeline.llm_processor``).
+    Answers are cached on disk by content, so a re-run never asks twice."""
 
     stage = "llm"
+    schema: dict = {}
 
     def __init__(self, cfg: Config, cache_dir: str | Path, chat_model: Any = None):
         _threads(cfg.resources.torch_threads)
@@ -101,23 +105,49 @@ class _LLMStage:
     def model_id(self) -> str:
         return getattr(self._model, "model_id", None) or self.llm_cfg.path
 
-    def ask(self, items: list[tuple[str, list[dict], Callable | None]], schema: dict) -> list[dict]:
-        """items: (row key, messages, check) -> [{"value", "error", "attempts"}], cached by content."""
+    # -- what subclasses implement --------------------------------------------------------------------
+    def prompts(self, df: pd.DataFrame) -> tuple[list[tuple | None], list[Any]]:
+        """One item ``(row key, messages, check)`` or None (nothing to ask) per row, and per-row state."""
+        raise NotImplementedError
+
+    def finish(self, df: pd.DataFrame, states: list[Any], answers: list[dict | None]) -> pd.DataFrame:
+        """Rows out, from the rows in, their states and answers (``{"value", "error", "attempts"}``)."""
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------------------
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        items, states = self.prompts(df)
+        return self.finish(df, states, self.ask(items))
+
+    def cache_key(self, item: tuple) -> str:
         c = self.llm_cfg
-        settings = dict(model=self.llm_cfg.path, backend=c.backend, max_tokens=c.max_tokens,
-                        temperature=c.temperature, top_p=c.top_p, retries=c.retries, seed=self.cfg.seed)
-        keys = [self.cache.key(self.stage, PROMPT_VERSION, settings, key, msgs) for key, msgs, _ in items]
-        out: list[dict | None] = [self.cache.get(k) for k in keys]
-        todo = [i for i, o in enumerate(out) if o is None]
+        settings = dict(model=c.path, backend=c.backend, max_tokens=c.max_tokens, temperature=c.temperature,
+                        top_p=c.top_p, retries=c.retries, seed=self.cfg.seed)
+        return self.cache.key(self.stage, PROMPT_VERSION, settings, item[0], item[1])
+
+    def seed_of(self, item: tuple) -> int:
+        return stable_int(self.stage, self.cfg.seed, item[0], bits=31)
+
+    def cached(self, df: pd.DataFrame) -> list[bool]:
+        """Per row: True when nothing needs asking (no prompt, or its answer is on disk)."""
+        items, _ = self.prompts(df)
+        return [it is None or self.cache.get(self.cache_key(it)) is not None for it in items]
+
+    def ask(self, items: list[tuple | None]) -> list[dict | None]:
+        """Answers for the items (None stays None), from the cache or from the ChatModel."""
+        c = self.llm_cfg
+        keys = [self.cache_key(it) if it is not None else None for it in items]
+        out: list[dict | None] = [self.cache.get(k) if k else None for k in keys]
+        todo = [i for i, (it, o) in enumerate(zip(items, out)) if it is not None and o is None]
         if todo:
-            replies = ask_json(self.model, [items[i][1] for i in todo], schema,
+            replies = ask_json(self.model, [items[i][1] for i in todo], self.schema,
                                checks=[items[i][2] for i in todo], retries=c.retries,
-                               seeds=[stable_int(self.stage, self.cfg.seed, items[i][0], bits=31) for i in todo],
+                               seeds=[self.seed_of(items[i]) for i in todo],
                                max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p)
             for i, r in zip(todo, replies):
                 out[i] = {"value": r.value, "error": r.error, "attempts": r.attempts}
                 self.cache.put(keys[i], out[i])
-        return out  # type: ignore[return-value]
+        return out
 
 
 class GoldCaptioner:
@@ -162,23 +192,21 @@ class ComponentExtractor(_LLMStage):
     """Gold rows with ``gold_caption`` -> + ``events``, ``scenes``, ``components_error`` (prompt 1)."""
 
     stage = "components"
+    schema = COMPONENTS_SCHEMA
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def prompts(self, df: pd.DataFrame) -> tuple[list[tuple | None], list[Any]]:
+        items = [(sid, components_messages(label_text(labs), cap), None) if isinstance(cap, str) and cap else None
+                 for sid, labs, cap in zip(df["id"], df["labels"], df["gold_caption"])]
+        return items, [None] * len(df)
+
+    def finish(self, df: pd.DataFrame, states: list[Any], answers: list[dict | None]) -> pd.DataFrame:
         df = df.copy()
-        events: list[list[str]] = [[] for _ in range(len(df))]
-        scenes: list[list[str]] = [[] for _ in range(len(df))]
-        errors: list[str | None] = [None] * len(df)
-        items, idx = [], []
-        for i, (sid, labs, cap) in enumerate(zip(df["id"], df["labels"], df["gold_caption"])):
-            if isinstance(cap, str) and cap:
-                items.append((sid, components_messages(label_text(labs), cap), None))
-                idx.append(i)
-        for i, ans in zip(idx, self.ask(items, COMPONENTS_SCHEMA) if items else []):
-            if ans["value"] is not None:
-                events[i] = _clean_phrases(ans["value"]["events"])
-                scenes[i] = _clean_phrases(ans["value"]["scenes"])
-            else:
-                errors[i] = ans["error"]
+        events, scenes, errors = [], [], []
+        for ans in answers:
+            ok = ans is not None and ans["value"] is not None
+            events.append(_clean_phrases(ans["value"]["events"]) if ok else [])
+            scenes.append(_clean_phrases(ans["value"]["scenes"]) if ok else [])
+            errors.append(None if ok or ans is None else ans["error"])
         df["events"], df["scenes"], df["components_error"] = events, scenes, errors
         return df
 
@@ -258,22 +286,27 @@ class CaptionWriter(_LLMStage):
         self.pools, self.slugs, self.domain = pools, slugs, domain
         self.mode, self.k = cfg.augment.captions, cfg.augment.k
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    schema = MIXCAP_SCHEMA
+
+    def prompts(self, df: pd.DataFrame) -> tuple[list[tuple | None], list[Any]]:
         a = self.cfg.augment
-        golds = df.to_dict("records")
-        offered, items = [], []
-        for g in golds:
+        items, offered = [], []
+        for g in df.to_dict("records"):
             lab = label_text(g["labels"])
             ev, sc = self.pools.get(lab, ([], [])) if self.mode == "mixcap" else ([], [])
             rng = np.random.default_rng(stable_int("mixcap-subsample", self.cfg.seed, g["source_id"]))
-            comp = {"events": _subsample(ev, a.component_fraction, rng),
-                    "scenes": _subsample(sc, a.component_fraction, rng)}
+            comp = {"events": _subsample(list(ev), a.component_fraction, rng),
+                    "scenes": _subsample(list(sc), a.component_fraction, rng)}
             offered.append(comp)
-            items.append((g["source_id"], mixcap_messages(lab, self.domain, comp["events"], comp["scenes"], self.k),
+            items.append(None if self.mode == "template" else
+                         (g["source_id"], mixcap_messages(lab, self.domain, comp["events"], comp["scenes"], self.k),
                           caption_check(lab, MAX_CAPTION_WORDS)))
-        answers = self.ask(items, MIXCAP_SCHEMA) if self.mode != "template" else [None] * len(golds)
+        return items, offered
+
+    def finish(self, df: pd.DataFrame, states: list[Any], answers: list[dict | None]) -> pd.DataFrame:
+        a = self.cfg.augment
         rows = []
-        for g, comp, ans in zip(golds, offered, answers):
+        for g, comp, ans in zip(df.to_dict("records"), states, answers):
             lab = label_text(g["labels"])
             slug = self.slugs[lab]
             fallback = template_caption(lab, a.template)
@@ -307,26 +340,29 @@ class Reflector(_LLMStage):
         super().__init__(cfg, cache_dir, chat_model)
         self.round, self.accepted, self.domain = round_, accepted, domain
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
-        prev = df.to_dict("records")
+    schema = REFLECT_SCHEMA
+
+    def prompts(self, df: pd.DataFrame) -> tuple[list[tuple | None], list[Any]]:
         items = []
-        for r in prev:
+        for r in df.to_dict("records"):
             lab = label_text(r["labels"])
             ev, sc = self.accepted.get(lab, ([], []))
-            items.append((r["id"], reflect_messages(lab, self.domain, r["caption"], ev, sc),
+            items.append((r["id"], reflect_messages(lab, self.domain, r["caption"], list(ev), list(sc)),
                           caption_check(lab, MAX_CAPTION_WORDS, key="caption")))
-        answers = self.ask(items, REFLECT_SCHEMA)
+        return items, [None] * len(df)
+
+    def finish(self, df: pd.DataFrame, states: list[Any], answers: list[dict | None]) -> pd.DataFrame:
         rows = []
-        for r, ans in zip(prev, answers):
+        for r, ans in zip(df.to_dict("records"), answers):
             lab = label_text(r["labels"])
             gold = {"source_id": r["source_id"], "source_path": r["source_path"], "label": r["label"],
-                    "labels": r["labels"], "seconds": r["seconds"]}
+                    "labels": list(r["labels"]), "seconds": r["seconds"]}
             comp = json.loads(r["components"]) if isinstance(r["components"], str) else {}
-            if ans["value"] is not None:
+            if ans is not None and ans["value"] is not None:
                 caption, source, err = ans["value"]["caption"], "reflection", None
             else:
                 caption = template_caption(lab, self.cfg.augment.template)
-                source, err = "reflection_fallback", ans["error"]
+                source, err = "reflection_fallback", (ans or {}).get("error")
             rows.append(_clip_row(self.cfg, gold, r["label_slug"], int(r["caption_index"]), self.round, caption,
                                   source, err, comp, self.model_id, parent_id=r["id"]))
         return pd.DataFrame(rows, columns=CLIP_COLUMNS)
