@@ -3,7 +3,7 @@
     python jobs/augment.py [--config FILE] [--out DIR] [--t2a PATH] [--k K] [--threshold P] [--rounds I]
                            [key=value ...]
 
-Reads D_small (augment.data, or the embedded default prepared into OUT/prepared), captions the gold
+Reads D_small (augment.data, or the embedded default prepared into OUT/__prepared__), captions the gold
 clips, writes MixCap captions with the LLM, synthesises with the T2A model, scores with CLAP, and sends
 rejected clips back through LLM self-reflection for I rounds. Writes OUT/manifest.parquet (every clip
 with its provenance), OUT/metadata.csv (accepted clips), OUT/audio/, OUT/config.yaml and OUT/README.md.

@@ -262,7 +262,7 @@ class AugmentConfig:
     """The augmentation job (jobs/augment.py): captions, synthesis, CLAP filter, self-reflection."""
 
     data: Optional[str] = opt(None, "prepared dataset folder (jobs/prepare.py output); null = prepare the "
-                              "embedded default into OUT/prepared", path="dir")
+                              "embedded default into OUT/__prepared__", path="dir")
     k: int = opt(2, "augmentation factor: generated captions per gold clip (paper: 1-5)", ge=1, le=50)
     threshold: float = opt(0.1, "CLAP acceptance threshold p on models.clap.score (paper: 0.85 with "
                            "sigmoid scores; calibrate for LAION-CLAP cosines)", ge=-1.0, le=1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,6 +101,14 @@ def test_output_contract(ray_local, prepared, tmp_path):
     meta = pd.read_csv(tmp_path / "metadata.csv")
     assert list(meta.columns) == ["file_name", "label"]
     assert sorted(meta["file_name"]) == sorted(m.loc[m["status"] == "accepted", "path"])
+    # datasets' audiofolder reads metadata.csv rows only, and infers splits from split words in paths
+    # (its patterns: a keyword between separators): none may appear outside "__"-prefixed folders
+    split_word = re.compile(r"(^|[-._ 0-9/])(train|training|test|testing|eval|evaluation|val|valid|validation|dev)"
+                            r"([-._ 0-9/]|$)")
+    for p in tmp_path.rglob("*"):
+        rel = p.relative_to(tmp_path).as_posix()
+        if not any(q.startswith("__") for q in p.relative_to(tmp_path).parts):
+            assert not split_word.search(rel), rel
     card = (tmp_path / "README.md").read_text()
     assert "## Acceptance per round" in card and "clap_scores.png" in card
     assert (tmp_path / "clap_scores.png").is_file() and (tmp_path / "plan" / "gold.parquet").is_file()

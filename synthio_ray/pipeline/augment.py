@@ -213,7 +213,9 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     a = cfg.augment
-    data_dir = Path(a.data) if a.data else out / "prepared"
+    # The embedded default is prepared inside OUT under a "__" name: datasets' audiofolder loader skips
+    # such folders, so its split-named files (train.parquet, ...) do not confuse load_dataset(data_dir=OUT).
+    data_dir = Path(a.data) if a.data else out / "__prepared__"
     if not a.data and not (data_dir / "labels.json").is_file():
         prepare_dataset(cfg, data_dir)
     prepared = load_prepared(data_dir)

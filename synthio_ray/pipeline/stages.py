@@ -368,6 +368,12 @@ class Reflector(_LLMStage):
         return pd.DataFrame(rows, columns=CLIP_COLUMNS)
 
 
+def audio_name(row_id: str) -> str:
+    """File name of a clip: the id without its label part. Labels never appear in paths, because a
+    label such as 'train' would make datasets' audiofolder loader infer a split from the path."""
+    return row_id.split("-", 1)[1] if "-" in row_id else stable_hash("audio", row_id, length=16)
+
+
 def _retrying(fn: Callable[[list[int]], Any], idx: list[int], retries: int) -> tuple[dict[int, Any], dict[int, str]]:
     """Run ``fn`` on the batch ``idx`` (up to 1 + retries tries), then row by row; -> (results, errors)."""
     last = ""
@@ -417,7 +423,7 @@ class Synthesizer:
 
             results, errs = _retrying(gen, idx, a.retries)
             for i, wave in results.items():
-                rel = Path("audio") / df["label_slug"][i] / f"{df['id'][i]}.{a.audio_format}"
+                rel = Path("audio") / f"{audio_name(df['id'][i])}.{a.audio_format}"
                 try:
                     write_audio(self.out / rel, np.asarray(wave).T, m.sample_rate)
                     paths[i] = rel.as_posix()
