@@ -23,6 +23,9 @@ from synthio_ray.models.paths import quiet_hub_progress
 
 __all__ = ["StableAudioT2A"]
 
+# diffusers' Oobleck VAE still uses torch's old weight_norm: a deprecation, not a problem for users
+warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
+
 
 class StableAudioT2A(TextToAudio):
     """Batched generation with a diffusers ``StableAudioPipeline`` checkpoint.

@@ -75,6 +75,8 @@ def ensure_ray(cfg: Config) -> None:
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
             [repo] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}}
         ray.init(**kwargs)
+    if cfg.ray.progress != "on":  # our own progress line replaces Ray Data's bars and stage logs
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray.progress == "on"
     ctx.print_on_execution_start = False
