@@ -110,6 +110,15 @@ def _dataset(df: pd.DataFrame, rows_per_block: int = 4) -> Any:
     return ray.data.from_pandas(parts)
 
 
+def _collect(ds: Any) -> pd.DataFrame:
+    """A small dataset's rows as one DataFrame in id order (lists back as Python lists)."""
+    g = pd.concat(list(ds.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
+    for col in ("labels", "events", "scenes"):
+        if col in g:
+            g[col] = [list(x) if x is not None else [] for x in g[col]]
+    return g.sort_values("id").reset_index(drop=True)
+
+
 def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) -> pd.DataFrame:
     """Gold captions and events/scenes, cached in OUT/plan/gold.parquet (re-used on resume)."""
     plan = out / "plan" / "gold.parquet"
@@ -120,16 +129,19 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
             saved["events"] = [list(x) for x in saved["events"]]
             saved["scenes"] = [list(x) for x in saved["scenes"]]
             return saved
-    g = GoldCaptioner(cfg)(gold)
-    if cfg.augment.captions == "mixcap":
-        from synthio_ray.pipeline.llm_processor import uses_processor
+    from synthio_ray.pipeline.llm_processor import uses_processor
 
+    res = cfg.resources
+    if cfg.models.captioner.backend == "transformers" and res.llm_gpus > 0:   # an audio LLM: on a GPU actor
+        g = _collect(_dataset(gold).map_batches(GoldCaptioner, fn_constructor_kwargs=dict(cfg=cfg),
+                                                batch_size=cfg.models.llm.batch_size, **_pool(cfg, res.llm_gpus, 1)))
+    else:
+        g = GoldCaptioner(cfg)(gold)
+    if cfg.augment.captions == "mixcap":
         kwargs = dict(cfg=cfg, cache_dir=str(out / "llm_cache"), chat_model=chat_model)
-        if uses_processor(cfg):  # a small Ray Data pass through the engine
-            ds = _llm_rows(cfg, g, ComponentExtractor, kwargs)
-            g = pd.concat(list(ds.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
-            g = g.sort_values("id").reset_index(drop=True)
-        else:
+        if uses_processor(cfg) or res.llm_gpus > 0:   # GPU models never load in the driver
+            g = _collect(_llm_rows(cfg, g, ComponentExtractor, kwargs))
+        else:                                         # CPU-only: the driver is as good as an actor
             g = ComponentExtractor(**kwargs)(g)
     else:
         g["events"], g["scenes"], g["components_error"] = [[]] * len(g), [[]] * len(g), None

@@ -163,9 +163,12 @@ class GoldCaptioner:
             self.model = load_captioner(cfg.models.captioner)
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Adds ``gold_caption``, ``gold_caption_source`` and ``gold_caption_error`` (why a clip that
+        should have been captioned has no caption; its prompts then use the label only)."""
         df = df.copy()
         caps: list[str | None] = [None] * len(df)
         src = ["none"] * len(df)
+        errors: list[str | None] = [None] * len(df)
         if self.backend == "manifest" and "caption" in df:
             for i, c in enumerate(df["caption"]):
                 if isinstance(c, str) and c.strip():
@@ -176,15 +179,18 @@ class GoldCaptioner:
                 try:
                     waves.append(load_audio(p, sample_rate=16000)[0])
                     idx.append(i)
-                except AudioError:
-                    continue
+                except AudioError as e:
+                    errors[i] = f"gold audio unreadable: {e}"
             try:
                 for i, c in zip(idx, self.model.caption(waves, 16000)):
                     if c:
                         caps[i], src[i] = c, "captioner"
-            except Exception:  # noqa: BLE001 - no caption is a valid outcome (label-only prompts)
-                pass
-        df["gold_caption"], df["gold_caption_source"] = caps, src
+                    else:
+                        errors[i] = "the captioner returned nothing"
+            except Exception as e:  # noqa: BLE001 - recorded per row; prompts fall back to the label
+                for i in idx:
+                    errors[i] = f"captioner failed: {type(e).__name__}: {e}"
+        df["gold_caption"], df["gold_caption_source"], df["gold_caption_error"] = caps, src, errors
         return df
 
 
