@@ -1,0 +1,178 @@
+"""A Stable Audio (diffusers ``StableAudioPipeline``) model prepared for alignment training.
+
+``AlignableStableAudio`` wraps a loaded ``StableAudioT2A``:
+
+- audio in: ``(channels, samples)`` float waves at the model's rate -> VAE latents ``(B, C, F)``, the
+  **posterior mean** (deterministic, so a worker encodes its shard once and reuses it every epoch;
+  the Oobleck posterior's spread is small next to the diffusion noise);
+- text in: captions + durations -> the DiT conditioning built by ``StableAudioT2A.conditioning`` with
+  ``cfg_scale=1.0`` (the conditional branch exactly as the pipeline builds it);
+- ``errors(...)``: per-sample MSE of the trained DiT, ``reference_errors(...)`` the same for the frozen
+  reference, under ``torch.no_grad``;
+- what trains: LoRA adapters (``peft``) on every DiT attention projection (``to_q, to_k, to_v,
+  to_out.0`` of the self- and cross-attention of each block), the rest frozen; the reference is then
+  the same module with its adapters disabled (no second copy of the DiT). With ``full_finetune`` every
+  DiT weight trains and the reference is a frozen deep copy taken right after loading.
+- ``save_aligned(folder)``: adapters merged into the DiT weights, the complete pipeline written as a
+  diffusers folder that ``StableAudioPipeline.from_pretrained`` and ``load_t2a`` read.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthio_ray.train.dpo import objective_for_scheduler, per_sample_mse
+
+__all__ = ["AlignableStableAudio", "LORA_TARGETS", "load_alignable"]
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # diffusers Attention projections (attn1 and attn2)
+
+
+def load_alignable(cfg, device: str = "cpu", path: str | None = None) -> "AlignableStableAudio":
+    """Load ``cfg.models.t2a`` (fp32 weights on ``device``) and wrap it per ``cfg.align``."""
+    from synthio_ray.models.t2a import load_t2a
+
+    if cfg.models.t2a.backend != "stable_audio":
+        raise ValueError(f"jobs/align.py trains the stable_audio backend (diffusers StableAudioPipeline); "
+                         f"models.t2a.backend={cfg.models.t2a.backend!r} is not supported yet")
+    t2a = load_t2a(replace(cfg.models.t2a, device=str(device), dtype="float32"), path)
+    a = cfg.align
+    return AlignableStableAudio(t2a, full_finetune=a.full_finetune, lora_rank=a.lora_rank,
+                                lora_alpha=a.lora_alpha, precision=a.precision)
+
+
+class AlignableStableAudio:
+    """A ``StableAudioT2A`` (fp32 weights) with a trainable DiT and a frozen reference."""
+
+    def __init__(self, t2a: Any, full_finetune: bool = False, lora_rank: int = 8, lora_alpha: float = 8.0,
+                 precision: str = "auto"):
+        self.t2a, self.pipe = t2a, t2a.pipe
+        self.device = torch.device(t2a.device)
+        self.objective = objective_for_scheduler(self.pipe.scheduler)
+        self.full_finetune = full_finetune
+        for name in ("vae", "text_encoder", "projection_model"):
+            getattr(self.pipe, name).requires_grad_(False).eval()
+        dit = self.pipe.transformer
+        if full_finetune:
+            self.reference = copy.deepcopy(dit).requires_grad_(False).eval()
+            self.module = dit.requires_grad_(True)
+        else:
+            from peft import LoraConfig, get_peft_model
+
+            dit.requires_grad_(False)
+            self.reference = None
+            self.module = get_peft_model(dit, LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                                         target_modules=LORA_TARGETS, init_lora_weights=True))
+        self.module.train()
+        use_bf16 = precision == "bfloat16" or (precision == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self._rotary: dict[int, tuple] = {}
+
+    # -- inputs -----------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.t2a.sample_rate
+
+    def latent_frames(self, seconds: list[float]) -> int:
+        """Latent frames of a training batch: the model's window, or (``crop_latents``) the longest clip's."""
+        return max(self.t2a.latent_frames(float(s)) for s in seconds)
+
+    @torch.no_grad()
+    def encode_audio(self, waves: list[np.ndarray], frames: int, batch_size: int = 8) -> torch.Tensor:
+        """Waves ``(channels, samples)`` at ``sample_rate`` -> latents ``(B, C, frames)`` (posterior mean),
+        each wave zero-padded or trimmed to ``frames * hop`` samples as the pipeline's window is."""
+        n = frames * self.t2a.hop
+        out = []
+        for i in range(0, len(waves), batch_size):
+            chunk = []
+            for w in waves[i:i + batch_size]:
+                w = np.asarray(w, np.float32)[:, :n]
+                chunk.append(np.pad(w, ((0, 0), (0, n - w.shape[1]))))
+            x = torch.from_numpy(np.stack(chunk)).to(self.device)
+            out.append(self.pipe.vae.encode(x).latent_dist.mean.float())
+        return torch.cat(out)[:, :, :frames]
+
+    @torch.no_grad()
+    def conditioning(self, captions: list[str], seconds: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captions and durations -> (encoder_hidden_states ``(B, S, D)``, global_hidden_states ``(B, 1, 2D)``)."""
+        enc, glob = self.t2a.conditioning(list(captions), [float(s) for s in seconds], cfg_scale=1.0)
+        return enc.float(), glob.float()
+
+    def _rotary_for(self, frames: int, glob_len: int) -> tuple:
+        key = frames + glob_len
+        if key not in self._rotary:
+            from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+            cos, sin = get_1d_rotary_pos_embed(self.pipe.rotary_embed_dim, key, use_real=True,
+                                               repeat_interleave_real=False)
+            self._rotary[key] = (cos.to(self.device), sin.to(self.device))
+        return self._rotary[key]
+
+    # -- forward ----------------------------------------------------------------------------------
+    def predict(self, module: torch.nn.Module, z: torch.Tensor, t: torch.Tensor, enc: torch.Tensor,
+                glob: torch.Tensor) -> torch.Tensor:
+        """DiT output for noisy latents ``z (B, C, F)`` at timesteps ``t (B,)``, as the pipeline calls it."""
+        rot = self._rotary_for(z.shape[2], glob.shape[1])
+        ctx = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
+               else nullcontext())
+        with ctx:
+            return module(z, t, encoder_hidden_states=enc, global_hidden_states=glob, rotary_embedding=rot,
+                          return_dict=False)[0]
+
+    def errors(self, module: torch.nn.Module, z, t, enc, glob, target) -> torch.Tensor:
+        """Per-sample MSE ``(B,)`` of ``module`` (the trained DiT, or its DDP wrapper) against ``target``."""
+        return per_sample_mse(self.predict(module, z, t, enc, glob), target)
+
+    @torch.no_grad()
+    def reference_errors(self, z, t, enc, glob, target) -> torch.Tensor:
+        """Per-sample MSE ``(B,)`` of the frozen reference (no gradient, never updated)."""
+        if self.reference is not None:
+            return per_sample_mse(self.predict(self.reference, z, t, enc, glob), target)
+        with self.module.disable_adapter():
+            return per_sample_mse(self.predict(self.module, z, t, enc, glob), target)
+
+    # -- state --------------------------------------------------------------------------------------
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Name -> CPU copy of every trained tensor (LoRA A/B matrices, or the whole DiT)."""
+        return {n: p.detach().cpu().clone() for n, p in self.module.named_parameters() if p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+        if set(params) != set(state):
+            missing, extra = sorted(set(params) - set(state))[:3], sorted(set(state) - set(params))[:3]
+            raise ValueError(f"checkpoint does not match the model's trainable tensors (missing {missing}, "
+                             f"unexpected {extra}): was it trained with other align.lora_rank / full_finetune?")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state[n].to(p.device, p.dtype))
+
+    def save_aligned(self, folder: str | Path, info: dict | None = None) -> Path:
+        """Write the aligned model as a complete diffusers ``StableAudioPipeline`` folder (adapters merged
+        into the DiT weights) plus ``alignment.json`` (``info``). Atomic: written beside, then renamed.
+        The wrapper is spent afterwards (its adapters are gone)."""
+        folder = Path(folder)
+        if not self.full_finetune:
+            merged = self.module.merge_and_unload()
+            assert merged is self.pipe.transformer
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.pipe.transformer.requires_grad_(False).eval()
+        self.pipe.save_pretrained(tmp)
+        (tmp / "alignment.json").write_text(json.dumps(info or {}, indent=2, default=str))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return folder
+
