@@ -25,7 +25,8 @@ import yaml
 
 __all__ = [
     "Config", "DataConfig", "ModelsConfig", "T2AConfig", "ClapConfig", "LLMConfig", "CaptionerConfig",
-    "ClassifierConfig", "AugmentConfig", "AlignConfig", "ResourcesConfig", "RayConfig", "ConfigError", "load_config", "save_config",
+    "ClassifierConfig", "AugmentConfig", "AlignConfig", "ClassifierTrainConfig", "SweepConfig", "GridConfig", "CLASSIFIER_METHODS",
+    "ResourcesConfig", "RayConfig", "ConfigError", "load_config", "save_config",
     "config_to_dict", "describe_options", "LAYOUTS",
 ]
 
@@ -325,6 +326,116 @@ class AlignConfig:
         return []
 
 
+CLASSIFIER_METHODS = ("gold", "noise", "pitch", "specaugment", "audiomentations", "retrieval", "synthetic",
+                      "synthetic_only", "synthetic+noise", "synthetic+pitch", "synthetic+specaugment",
+                      "synthetic+audiomentations", "synthetic+retrieval")
+
+
+@dataclass
+class ClassifierTrainConfig:
+    """Classifier training (jobs/train_classifier.py): AST on D_small + synthetic or augmented clips, Ray Train."""
+
+    data: Optional[str] = opt(None, "prepared dataset folder (jobs/prepare.py output); null = prepare the "
+                              "embedded default into OUT/prepared", path="dir")
+    synthetic: list[str] = opt(factory=list, help="augmentation outputs (jobs/augment.py --out) whose accepted "
+                               "clips join the training set")
+    method: Optional[str] = opt(None, "gold, noise, pitch, specaugment, audiomentations, retrieval, synthetic, "
+                                "synthetic_only, synthetic+<classic or retrieval>; null = synthetic when "
+                                "synthetic outputs are given, else gold")
+    synthetic_k: Optional[int] = opt(None, "use only the first k captions of each gold clip (null = all)", ge=1)
+    synthetic_threshold: Optional[float] = opt(None, "CLAP threshold p: per caption chain, the first round "
+                                               "scoring >= p (null = the augmentation job's own decisions)")
+    copies: int = opt(2, "augmented copies per gold clip for the classic methods", ge=1, le=50)
+    retrieval_pool: Optional[str] = opt(None, "retrieval: unlabelled pool, a folder of audio files or a "
+                                        "prepared dataset (null = the prepared dataset's pool split, "
+                                        "labels dropped)", path="dir")
+    retrieval_n: int = opt(2, "retrieval: CLAP-nearest pool clips added per gold clip", ge=1)
+    background_noise: Optional[str] = opt(None, "noise: folder of background recordings (null = Gaussian "
+                                          "noise)", path="dir")
+    epochs: Optional[int] = opt(None, "training epochs (null = 50, the paper's, or 40 for a zoo model)", ge=1)
+    lr: Optional[float] = opt(None, "learning rate (null = 1e-4, the paper's for pre-trained AST, or 1e-3 "
+                              "for a zoo model trained from scratch)", gt=0.0)
+    batch_size: Optional[int] = opt(None, "clips per step over all workers (null = 24, the paper's, or 8 for "
+                                    "a zoo model)", ge=1)
+    weight_decay: float = opt(5e-7, "AdamW weight decay (AST recipe)", ge=0.0)
+    lr_decay: float = opt(0.85, "learning rate factor per epoch from lr_decay_start on (AST recipe)",
+                          gt=0.0, le=1.0)
+    lr_decay_start: Optional[int] = opt(None, "first epoch of the decay (null = 5, AST's, or half the epochs "
+                                        "for a zoo model)", ge=1)
+    seed: Optional[int] = opt(None, "training seed: head init, shuffling, augmentation draws (null = the "
+                              "top-level seed)", ge=0)
+    backend: str = opt("ray_train", "ray_train (TorchTrainer, DDP over workers) or local (this process)",
+                       choices=("ray_train", "local"))
+    workers: int = opt(1, "Ray Train workers", ge=1)
+    cpus_per_worker: float = opt(1.0, "CPUs per worker (also its torch threads)", gt=0.0)
+    gpus_per_worker: float = opt(0.0, "GPUs per worker (1 on a GPU cluster)", ge=0.0)
+    zero_shot: bool = opt(True, "also score zero-shot CLAP (models.clap, text models.clap.text_template) on "
+                          "the test split as a reference row")
+    save_model: bool = opt(True, "save the selected model to OUT/model")
+    feature_cache: Optional[str] = opt(None, "folder caching AST features across runs (null = OUT/features)")
+
+    def check(self, key: str) -> list[str]:
+        if self.method is not None and self.method not in CLASSIFIER_METHODS:
+            return [f"{key}.method: expected one of {', '.join(CLASSIFIER_METHODS)}; got {self.method!r}"]
+        return []
+
+
+@dataclass
+class SweepConfig:
+    """The Tune sweep over k and p (jobs/sweep.py): one generation at (max k, max p), one trial per (k, p)."""
+
+    ks: list[int] = opt(factory=lambda: [1, 2, 3, 4, 5], help="augmentation factors k to try (paper: 1..5)")
+    thresholds: Optional[list[float]] = opt(None, "CLAP thresholds p to try (null = augment.threshold and the "
+                                            "25th and 50th percentiles of the generated round-0 scores below it)")
+    synthetic: Optional[str] = opt(None, "an augmentation output made at (max k, max p) to select from instead "
+                                   "of generating (jobs/augment.py --out)", path="dir")
+    method: str = opt("synthetic", "training method of every trial (synthetic or synthetic+<classic>)")
+    backend: str = opt("local", "local (the classifier loop runs inside the trial: the CPU default) or ray_train "
+                       "(each trial starts a TorchTrainer with train_classifier.workers workers)",
+                       choices=("local", "ray_train"))
+    trial_cpus: float = opt(1.0, "CPUs per trial (with backend=ray_train the workers ask for their own)", gt=0.0)
+    max_concurrent: int = opt(0, "trials at once (0 = as many as the CPUs allow)", ge=0)
+
+    def check(self, key: str) -> list[str]:
+        problems = []
+        if not self.ks or any(k < 1 for k in self.ks):
+            problems.append(f"{key}.ks: a non-empty list of k >= 1, got {self.ks}")
+        if self.thresholds is not None and not self.thresholds:
+            problems.append(f"{key}.thresholds: give at least one p, or null")
+        if self.method != "synthetic" and not self.method.startswith("synthetic+"):
+            problems.append(f"{key}.method: synthetic or synthetic+<classic>, got {self.method!r}")
+        return problems
+
+
+@dataclass
+class GridConfig:
+    """The paper's Table 1 (jobs/grid.py): datasets x n x methods x seeds, each cell a Tune trial."""
+
+    datasets: list[str] = opt(factory=lambda: ["embedded"], help="[name=]VALUE each: 'embedded', a dataset "
+                              "folder or manifest (data.source), a YAML config whose data section applies, or "
+                              "SOURCE@CONFIG.yaml (e.g. esc50=/data/ESC-50-master@configs/esc50.yaml)")
+    ns: list[int] = opt(factory=lambda: [50], help="small-set sizes n (paper: 50, 100, 200, 500)")
+    methods: list[str] = opt(factory=lambda: ["gold", "noise", "specaugment", "synthetic"],
+                             help="rows: classifier methods and the synthesis variants (see jobs/grid.py --help)")
+    seeds: list[int] = opt(factory=lambda: [0, 1], help="training seeds per cell (paper: 3 runs)")
+    backend: str = opt("local", "local (the classifier loop runs inside the trial) or ray_train (each trial "
+                       "starts a TorchTrainer)", choices=("local", "ray_train"))
+    trial_cpus: float = opt(1.0, "CPUs per trial (with backend=ray_train the workers ask for their own)", gt=0.0)
+    max_concurrent: int = opt(0, "trials at once (0 = as many as the CPUs allow)", ge=0)
+    zero_shot: bool = opt(True, "add a zero-shot CLAP row per dataset")
+    analyses: bool = opt(True, "write the section-6 analyses (diversity, spectral features, FAD) for each "
+                         "synthetic set")
+    align_epochs: Optional[int] = opt(None, "epochs of the align runs the DPO/ERM rows need (null = align.epochs)",
+                                      ge=1)
+
+    def check(self, key: str) -> list[str]:
+        problems = []
+        for name in ("datasets", "ns", "methods", "seeds"):
+            if not getattr(self, name):
+                problems.append(f"{key}.{name}: must not be empty")
+        return problems
+
+
 @dataclass
 class ResourcesConfig:
     """Actor pools of the streaming pipeline (per stage: actors, GPUs and CPUs per actor, batch)."""
@@ -360,6 +471,9 @@ class Config:
     models: ModelsConfig = opt(factory=ModelsConfig, help="model backends")
     augment: AugmentConfig = opt(factory=AugmentConfig, help="augmentation job")
     align: AlignConfig = opt(factory=AlignConfig, help="alignment job (DPO / ERM)")
+    train_classifier: ClassifierTrainConfig = opt(factory=ClassifierTrainConfig, help="classifier training")
+    sweep: SweepConfig = opt(factory=SweepConfig, help="Tune sweep over k and p")
+    grid: GridConfig = opt(factory=GridConfig, help="the paper's dataset grid")
     resources: ResourcesConfig = opt(factory=ResourcesConfig, help="actor pools")
     ray: RayConfig = opt(factory=RayConfig, help="Ray connection")
 

@@ -1,0 +1,63 @@
+"""Reading the augmentation job's output (``OUT/manifest.parquet``) for classifier training.
+
+``select_synthetic(manifest, k, p)`` is the sweep's *generate once* rule: the augmentation runs a single
+time at (k_max, p_max) and every (k, p) trial takes its subset from that manifest:
+
+- the first ``k`` captions of each gold clip (``caption_index < k``);
+- for each such caption chain (``source_id, caption_index``), the first reflection round whose clip has
+  ``clap_score >= p`` (failed rows never count). A chain's later rounds exist only because the job's own
+  threshold p_max rejected the earlier ones, so with a lower p an earlier round may already qualify: it is
+  taken and the later rounds ignored. A chain where no round reaches p contributes nothing.
+- ``p=None`` keeps the job's own decision: the rows with ``status == "accepted"`` (at most one per chain).
+
+Note that for p > p_max the rule is still well defined but pessimistic: a chain accepted at round 0 below
+p was never reflected, so it contributes nothing. Sweeps therefore generate at the largest p they try.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["load_synthetic", "select_synthetic", "synthetic_rows"]
+
+
+def load_synthetic(folder: str | Path) -> pd.DataFrame:
+    """``folder/manifest.parquet`` with ``path`` made absolute; FileNotFoundError naming what is missing."""
+    folder = Path(folder)
+    manifest = folder / "manifest.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{folder} is not an augmentation output (missing {manifest}); run "
+                                f"jobs/augment.py --out {folder}")
+    df = pd.read_parquet(manifest)
+    df["path"] = [str(folder / p) if isinstance(p, str) else None for p in df["path"]]
+    df["labels"] = [list(x) if x is not None else [] for x in df["labels"]]
+    return df
+
+
+def select_synthetic(manifest: pd.DataFrame, k: int | None = None, p: float | None = None) -> pd.DataFrame:
+    """The rows a trial trains on (see the module docstring), sorted by source, caption, round.
+    ``k=None``: every caption slot."""
+    df = manifest
+    if k is not None:
+        df = df[df["caption_index"] < int(k)]
+    if p is None:
+        chosen = df[df["status"] == "accepted"]
+    else:
+        ok = df[(df["status"] != "failed") & df["clap_score"].notna() & (df["clap_score"] >= float(p))]
+        ok = ok.sort_values(["source_id", "caption_index", "round"])
+        chosen = ok.groupby(["source_id", "caption_index"], sort=False).head(1)
+    return chosen.sort_values(["source_id", "caption_index", "round"]).reset_index(drop=True)
+
+
+def synthetic_rows(folders: list[str | Path], k: int | None = None, p: float | None = None) -> pd.DataFrame:
+    """Selected clips of several augmentation outputs, as training rows ``id, path, labels, source_id``."""
+    frames = []
+    for f in folders:
+        sel = select_synthetic(load_synthetic(f), k, p)
+        frames.append(pd.DataFrame({"id": sel["id"], "path": sel["path"], "labels": sel["labels"],
+                                    "source_id": sel["source_id"], "clap_score": sel["clap_score"],
+                                    "round": sel["round"], "origin": str(f)}))
+    if not frames:
+        return pd.DataFrame(columns=["id", "path", "labels", "source_id", "clap_score", "round", "origin"])
+    return pd.concat(frames, ignore_index=True)

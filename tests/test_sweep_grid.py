@@ -1,0 +1,192 @@
+"""Sweep and grid: the generate-once selection rule on a hand-made manifest, default thresholds and the
+generation note, the grid table (format, mean/std, relative gain, skipped cells), and a tiny sweep and a
+tiny grid on Ray Tune (augmentation replaced by a hand-made output, alignment unavailable)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from classifier_helpers import DEFAULT, REPO, TINY, fake_augment_output, prepare_tiny
+from synthio_ray.config import load_config
+from synthio_ray.evaluate.tables import aggregate, markdown_table
+from synthio_ray.experiments.grid import AlignUnavailable, parse_row, plan_cells, run_grid
+from synthio_ray.experiments.sweep import default_thresholds, generation_note, run_sweep
+from synthio_ray.train.synthetic import load_synthetic, select_synthetic
+
+NAN = float("nan")
+
+
+def hand_manifest() -> pd.DataFrame:
+    """Made at p_max = 0.8 with 2 reflection rounds. Chains (source, caption): rounds and scores."""
+    rows = [("s1", 0, 0, 0.6, "rejected"), ("s1", 0, 1, 0.9, "accepted"),            # A
+            ("s1", 1, 0, 0.85, "accepted"),                                           # B
+            ("s1", 2, 0, 0.3, "rejected"), ("s1", 2, 1, 0.4, "rejected"), ("s1", 2, 2, 0.45, "rejected"),  # C
+            ("s2", 0, 0, NAN, "failed"),                                              # D
+            ("s2", 1, 0, 0.2, "rejected"), ("s2", 1, 1, NAN, "failed"), ("s2", 1, 2, 0.7, "rejected")]     # E
+    df = pd.DataFrame(rows, columns=["source_id", "caption_index", "round", "clap_score", "status"])
+    df["id"] = [f"{s}-c{c}-r{r}" for s, c, r, *_ in rows]
+    return df.sample(frac=1.0, random_state=0).reset_index(drop=True)  # order must not matter
+
+
+def ids(df):
+    return sorted(df["id"])
+
+
+def test_select_synthetic_generate_once_rule():
+    m = hand_manifest()
+    assert ids(select_synthetic(m)) == ["s1-c0-r1", "s1-c1-r0"]                         # the job's own decisions
+    assert ids(select_synthetic(m, p=0.8)) == ["s1-c0-r1", "s1-c1-r0"]                  # p = p_max: same
+    # a lower p: chain A's round 0 already qualifies (round 1 ignored), E's round 2 now qualifies,
+    # C never reaches p, D failed
+    assert ids(select_synthetic(m, p=0.5)) == ["s1-c0-r0", "s1-c1-r0", "s2-c1-r2"]
+    assert ids(select_synthetic(m, p=0.1)) == ["s1-c0-r0", "s1-c1-r0", "s1-c2-r0", "s2-c1-r0"]
+    assert ids(select_synthetic(m, k=1, p=0.5)) == ["s1-c0-r0"]                           # first caption only
+    assert ids(select_synthetic(m, k=2, p=0.5)) == ["s1-c0-r0", "s1-c1-r0", "s2-c1-r2"]  # caption 2 (C) left out
+    assert ids(select_synthetic(m, k=2, p=0.1)) == ["s1-c0-r0", "s1-c1-r0", "s2-c1-r0"]
+    assert len(select_synthetic(m, p=0.95)) == 0
+    one_per_chain = select_synthetic(m, p=0.0)
+    assert not one_per_chain.duplicated(["source_id", "caption_index"]).any()
+
+
+def test_default_thresholds_and_generation_note():
+    m = pd.DataFrame({"round": [0] * 8 + [1], "clap_score": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                      "caption_index": [0, 1] * 4 + [0], "status": ["accepted"] * 9})
+    assert default_thresholds(m, 0.55) == [0.2, 0.3, 0.55]  # percentiles of the round-0 scores below p_max
+    assert default_thresholds(m, 0.1) == [0.1]                # nothing below p_max: p_max only
+    note = generation_note(m, [1, 2], [0.3, 0.5], {"a": 3, "b": 4, "c": 5, "d": 6})
+    assert note.startswith("Generated once: 9 clips") and "4 trials trained on 18 selected clips" in note
+    assert "about 28 clips" in note  # k=1: 5 rows, k=2: 9 rows, each for 2 values of p
+
+
+def test_grid_table_layout_mean_std_and_relative_gain():
+    res = pd.DataFrame([
+        ("esc50", 50, "gold", 0, 0.50, "ok", None), ("esc50", 50, "gold", 1, 0.60, "ok", None),
+        ("esc50", 50, "noise", 0, 0.60, "ok", None), ("esc50", 50, "noise", 1, 0.70, "ok", None),
+        ("esc50", 50, "synthio", 0, NAN, "skipped", "align (dpo) unavailable: no align job"),
+        ("esc50", 50, "synthio", 1, NAN, "skipped", "align (dpo) unavailable: no align job"),
+        ("esc50", 100, "gold", 0, 0.80, "ok", None), ("esc50", 100, "noise", 0, 0.70, "ok", None),
+        ("esc50", 100, "synthio", 0, 0.88, "ok", None), ("esc50", 100, "synthio", 1, NAN, "failed", "boom"),
+    ], columns=["dataset", "n", "method", "seed", "value", "status", "reason"])
+    cells = aggregate(res, ["gold", "synthio", "noise"])
+    assert list(dict.fromkeys(cells["method"])) == ["gold", "synthio", "noise"]
+    c = cells.set_index(["n", "method"])
+    assert c.loc[(50, "gold"), "mean"] == pytest.approx(0.55) and c.loc[(50, "gold"), "std"] == pytest.approx(np.std([0.5, 0.6], ddof=1))
+    assert c.loc[(50, "noise"), "gain_pct"] == pytest.approx(100 * 0.10 / 0.55)
+    assert math.isnan(c.loc[(50, "gold"), "gain_pct"]) and c.loc[(50, "synthio"), "runs"] == 0
+    assert c.loc[(100, "synthio"), "runs"] == 1 and c.loc[(100, "synthio"), "status"] == "partial"
+    assert c.loc[(100, "noise"), "gain_pct"] == pytest.approx(-12.5) and c.loc[(100, "noise"), "std"] == 0.0
+    md = markdown_table(cells, "accuracy")
+    lines = md.splitlines()
+    assert "| Method | esc50 (n=50) | esc50 (n=100) |" in lines and "|---|---|---|" in lines
+    assert "| gold | 55.00 ± 7.07 | 80.00 ± 0.00 |" in lines
+    assert "| synthio | n/a | 88.00 ± 0.00 (+10.0%) |" in lines
+    assert "| noise | 65.00 ± 7.07 (+18.2%) | 70.00 ± 0.00 (-12.5%) |" in lines
+    assert "- synthio, esc50 (n=50): align (dpo) unavailable: no align job" in lines
+    assert "- synthio, esc50 (n=100): 1 runs ok; boom" in lines
+
+
+def test_grid_rows_and_cells():
+    assert parse_row("gold") == (None, "gold") and parse_row("retrieval") == (None, "retrieval")
+    assert parse_row("synthio") == ("synthio", "synthetic")
+    assert parse_row("w_erm+specaugment") == ("w_erm", "synthetic+specaugment")
+    assert parse_row("synthio_only") == ("synthio", "synthetic_only")
+    with pytest.raises(ValueError, match="unknown grid row"):
+        parse_row("synthio+bogus")
+    cells = plan_cells(["gold", "synthio"], [("a", {}), ("b", {})], [50, 100], [0, 1, 2])
+    assert len(cells) == 2 * 2 * 2 * 3 and len({c["id"] for c in cells}) == len(cells)
+
+
+# --------------------------------------------------------------------------------- on Ray Tune
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    import ray
+
+    ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, include_dashboard=False,
+             _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sg")
+    prep = prepare_tiny(root / "prepared")
+    syn = root / "synthetic"
+    fake_augment_output(syn, prep, k=2, p_gen=0.5)
+    return {"prep": prep, "syn": syn}
+
+
+FAST = ["train_classifier.epochs=1", "train_classifier.copies=1"]
+
+
+def test_tiny_sweep_selects_from_one_generation(ray_local, tiny, tmp_path):
+    cfg = load_config(DEFAULT, TINY + FAST + [f"train_classifier.data={tiny['prep']}", f"sweep.synthetic={tiny['syn']}",
+                                              "sweep.ks=[1,2]", "sweep.thresholds=[0.3,0.5]"])
+    report = run_sweep(cfg, tmp_path, log=lambda s: None)
+    manifest = load_synthetic(tiny["syn"])
+    t = report.table
+    assert len(t) == 4 and (t["status"] == "ok").all() and set(zip(t["k"], t["p"])) == {(1, .3), (1, .5), (2, .3), (2, .5)}
+    for r in t.itertuples():
+        assert r.synthetic_clips == len(select_synthetic(manifest, r.k, r.p))
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["val"] == t["val"].max() and (best["k"], best["p"]) == (t.iloc[0]["k"], t.iloc[0]["p"])
+    assert best["note"].startswith(f"Generated once: {len(manifest)} clips")
+    assert (tmp_path / "sweep.md").read_text().count("| ok |") == 4 and (tmp_path / "sweep.png").is_file()
+    trial = json.loads((tmp_path / "trials" / "k2_p0.3" / "metrics.json").read_text())
+    assert trial["data"]["selection"] == {"k": 2, "p": 0.3} and trial["data"]["train_counts"]["synthetic"] == \
+        len(select_synthetic(manifest, 2, 0.3))
+
+
+def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
+    import synthio_ray.pipeline.augment as augment_mod
+    import synthio_ray.pipeline.card as card_mod
+
+    made = []
+
+    def fake_run_augment(cfg, out):  # the real job is covered by tests/test_augment.py
+        made.append(cfg.augment.captions)
+        fake_augment_output(out, tiny["prep"], k=cfg.augment.k, p_gen=0.5)
+
+    monkeypatch.setattr(augment_mod, "run_augment", fake_run_augment)
+    monkeypatch.setattr(card_mod, "write_card", lambda cfg, out: None)
+
+    def no_align(cfg, out, objective):
+        raise AlignUnavailable("no align job in this test")
+
+    cfg = load_config(DEFAULT, TINY + FAST + ["grid.methods=[gold,noise,synthetic,synthio]", "grid.seeds=[0,1]",
+                                              "grid.ns=[16]"])
+    report = run_grid(cfg, tmp_path, log=lambda s: None, align_fn=no_align)
+    assert made == ["mixcap"]  # one generation for the synthetic row; synthio needed an alignment
+    cells = pd.read_csv(tmp_path / "table.csv").set_index("method")
+    assert list(cells.index) == ["gold", "noise", "synthetic", "synthio", "zero-shot CLAP"]
+    assert cells.loc["gold", "runs"] == 2 and cells.loc["synthetic", "runs"] == 2 and cells.loc["synthio", "runs"] == 0
+    runs = pd.read_csv(tmp_path / "results.csv")
+    gold = runs[runs["method"] == "gold"]["value"]
+    assert cells.loc["gold", "mean"] == pytest.approx(gold.mean()) and cells.loc["gold", "std"] == pytest.approx(gold.std(ddof=1))
+    noise = cells.loc["noise", "mean"]
+    assert cells.loc["noise", "gain_pct"] == pytest.approx(100 * (noise - gold.mean()) / gold.mean())
+    md = (tmp_path / "table.md").read_text()
+    assert "| Method | embedded (n=16) |" in md and "| synthio | n/a |" in md
+    assert "synthio, embedded (n=16): align (dpo) unavailable: no align job in this test" in md
+    assert "| zero-shot CLAP |" in md and "## Analyses of the synthetic sets" in md
+    assert (tmp_path / "grid.png").is_file()
+    a = json.loads((tmp_path / "analysis" / "embedded-n16-synthetic" / "analysis.json").read_text())
+    assert a["synthetic_clips"] > 0 and a["fad_clap"] >= 0 and -1 <= a["diversity"]["gold_to_own_synthetic_mean"] <= 1
+    assert (tmp_path / "analysis" / "embedded-n16-synthetic" / "features.png").is_file()
+    assert report.cells is not None
+
+
+def test_sweep_trial_can_run_a_torch_trainer(ray_local, tiny, tmp_path):
+    """sweep.backend=ray_train: the Tune function trainable starts a Ray Train run (Train V2 inside Tune)."""
+    cfg = load_config(DEFAULT, TINY + FAST + [f"train_classifier.data={tiny['prep']}", f"sweep.synthetic={tiny['syn']}",
+                                              "sweep.ks=[1]", "sweep.thresholds=[0.5]", "sweep.backend=ray_train",
+                                              "sweep.trial_cpus=0.5", "train_classifier.cpus_per_worker=1"])
+    report = run_sweep(cfg, tmp_path, log=lambda s: None)
+    assert (report.table["status"] == "ok").all()
+    trial = json.loads((tmp_path / "trials" / "k1_p0.5" / "metrics.json").read_text())
+    assert trial["backend"] == "ray_train" and (tmp_path / "trials" / "k1_p0.5" / "ray_train" / "classifier").is_dir()
