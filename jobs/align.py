@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
 
-from synthio_ray.cli import fail, parse_job_args  # noqa: E402
+from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import config_to_dict, load_config, save_config  # noqa: E402
 
 FLAGS = {
@@ -30,16 +30,13 @@ FLAGS = {
     "--epochs": ("align.epochs", "training epochs"),
     "--workers": ("align.workers", "Ray Train workers (DDP)"),
 }
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 RESUMABLE = ("epochs", "workers", "gpus_per_worker", "cpus_per_worker", "max_failures", "keep_checkpoints",
              "log_every")  # may change between a run and its resumption
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--config" or a.startswith("--config=") for a in argv) and not {"-h", "--help"} & set(argv):
-        argv = ["--config", str(DEFAULT_CONFIG)] + argv
-    cfg = parse_job_args(argv, "jobs/align.py", __doc__.splitlines()[0], FLAGS)
+    cfg = parse_job_args(argv, "jobs/align.py", __doc__.splitlines()[0], FLAGS, DEFAULT_CONFIG)
     out = Path(cfg.out or "runs/align")
     saved = out / "config.yaml"
     if saved.is_file():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
 
-from synthio_ray.cli import fail, parse_job_args  # noqa: E402
+from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import load_config, save_config  # noqa: E402
 
 FLAGS = {
@@ -31,15 +31,11 @@ FLAGS = {
     "--rounds": ("augment.rounds", "self-reflection rounds i"),
     "--data": ("augment.data", "prepared dataset folder (jobs/prepare.py output)"),
 }
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv and not any(a.startswith("--config=") for a in argv) and "-h" not in argv \
-            and "--help" not in argv:
-        argv = ["--config", str(DEFAULT_CONFIG)] + argv
-    cfg = parse_job_args(argv, "jobs/augment.py", __doc__.splitlines()[0], FLAGS)
+    cfg = parse_job_args(argv, "jobs/augment.py", __doc__.splitlines()[0], FLAGS, DEFAULT_CONFIG)
     out = Path(cfg.out or "runs/augment")
     saved = out / "config.yaml"
     if saved.is_file():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
 
-from synthio_ray.cli import fail, parse_job_args  # noqa: E402
+from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import build_config, config_to_dict, save_config  # noqa: E402
 
 FLAGS = {
@@ -26,16 +26,13 @@ FLAGS = {
     "--synthetic": ("train_classifier.synthetic", "augmentation output (jobs/augment.py --out)"),
     "--epochs": ("train_classifier.epochs", "training epochs (synthetic-only and gold runs)"),
 }
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     train = "--no-train" not in argv
     argv = [a for a in argv if a != "--no-train"]
-    if not any(a == "--config" or a.startswith("--config=") for a in argv) and not {"-h", "--help"} & set(argv):
-        argv = ["--config", str(DEFAULT_CONFIG)] + argv
-    cfg = parse_job_args(argv, "jobs/report.py", __doc__.splitlines()[0], FLAGS)
+    cfg = parse_job_args(argv, "jobs/report.py", __doc__.splitlines()[0], FLAGS, DEFAULT_CONFIG)
     t = cfg.train_classifier
     if not t.data or not t.synthetic:
         fail("give --data PREP_DIR (jobs/prepare.py output) and --synthetic AUG_DIR (jobs/augment.py output)")

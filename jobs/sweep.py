@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
 
-from synthio_ray.cli import fail, parse_job_args  # noqa: E402
+from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import save_config  # noqa: E402
 
 FLAGS = {
@@ -29,14 +29,11 @@ FLAGS = {
     "--synthetic": ("sweep.synthetic", "an augmentation output made at (max k, max p) to select from"),
     "--epochs": ("train_classifier.epochs", "training epochs per trial"),
 }
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--config" or a.startswith("--config=") for a in argv) and not {"-h", "--help"} & set(argv):
-        argv = ["--config", str(DEFAULT_CONFIG)] + argv
-    cfg = parse_job_args(argv, "jobs/sweep.py", __doc__.splitlines()[0], FLAGS)
+    cfg = parse_job_args(argv, "jobs/sweep.py", __doc__.splitlines()[0], FLAGS, DEFAULT_CONFIG)
     out = Path(cfg.out or "runs/sweep")
     from synthio_ray.experiments.sweep import run_sweep
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
 
-from synthio_ray.cli import fail, parse_job_args  # noqa: E402
+from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import save_config  # noqa: E402
 
 FLAGS = {
@@ -32,7 +32,6 @@ FLAGS = {
     "--workers": ("train_classifier.workers", "Ray Train workers (DDP)"),
     "--seed": ("train_classifier.seed", "training seed"),
 }
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
 def _join_repeated(argv: list[str], flag: str) -> list[str]:
@@ -53,10 +52,8 @@ def _join_repeated(argv: list[str], flag: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--config" or a.startswith("--config=") for a in argv) and not {"-h", "--help"} & set(argv):
-        argv = ["--config", str(DEFAULT_CONFIG)] + argv
     argv = _join_repeated(argv, "--synthetic")
-    cfg = parse_job_args(argv, "jobs/train_classifier.py", __doc__.splitlines()[0], FLAGS)
+    cfg = parse_job_args(argv, "jobs/train_classifier.py", __doc__.splitlines()[0], FLAGS, DEFAULT_CONFIG)
     out = Path(cfg.out or "runs/classifier")
     from synthio_ray.train.classifier_run import TrainError, run_train_classifier, summary
 

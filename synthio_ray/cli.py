@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from synthio_ray.config import ConfigError, describe_options, load_config
 
-__all__ = ["parse_job_args", "fail"]
+__all__ = ["parse_job_args", "fail", "DEFAULT_CONFIG"]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"  # the embedded default run
 
 
-def _parser(prog: str, description: str, flags: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
+def _parser(prog: str, description: str, flags: dict[str, tuple[str, str]],
+            default_config: Path | None) -> argparse.ArgumentParser:
     epilog = ("config keys (set with key=value, or in the YAML file given to --config):\n"
               + "\n".join(describe_options()))
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument("--config", metavar="FILE", default=str(default_config) if default_config else None,
+                   help=f"YAML config (default: {default_config or 'built-in defaults'})")
     for flag, (key, help_text) in flags.items():
         p.add_argument(flag, dest=key.replace(".", "__"), metavar="VALUE",
                        help=f"{help_text} (same as {key}=VALUE)")
@@ -29,12 +34,13 @@ def _parser(prog: str, description: str, flags: dict[str, tuple[str, str]]) -> a
 
 
 def parse_job_args(argv: list[str] | None, prog: str, description: str,
-                   flags: dict[str, tuple[str, str]]) -> Any:
+                   flags: dict[str, tuple[str, str]], default_config: Path | None = None) -> Any:
     """Parse a job's command line into a checked Config; exit with status 2 and every problem on error.
 
-    ``flags`` maps a flag (``--n``) to ``(dotted key, help)``.
+    ``flags`` maps a flag (``--n``) to ``(dotted key, help)``; without ``--config`` the YAML file
+    ``default_config`` is read (None: the built-in defaults).
     """
-    parser = _parser(prog, description, flags)
+    parser = _parser(prog, description, flags, default_config)
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     for flag, (key, _) in flags.items():

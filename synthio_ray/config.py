@@ -353,7 +353,7 @@ class ClassifierTrainConfig:
     background_noise: Optional[str] = opt(None, "noise: folder of background recordings (null = Gaussian "
                                           "noise)", path="dir")
     epochs: Optional[int] = opt(None, "training epochs (null = 50, the paper's, or 40 for a zoo model)", ge=1)
-    lr: Optional[float] = opt(None, "learning rate (null = 1e-4, the paper's for pre-trained AST, or 1e-3 "
+    lr: Optional[float] = opt(None, "learning rate (null = 1e-4, the paper's for pre-trained AST, or 3e-4 "
                               "for a zoo model trained from scratch)", gt=0.0)
     batch_size: Optional[int] = opt(None, "clips per step over all workers (null = 24, the paper's, or 8 for "
                                     "a zoo model)", ge=1)

@@ -41,3 +41,33 @@ def zoo():
     def _get(name: str) -> Path:
         return build_zoo(only=[name])[name]
     return _get
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    """A quiet 2-CPU local Ray cluster for one test module; actors import the repo and tests/ (test doubles)."""
+    import ray
+    import ray.data
+
+    path = os.pathsep.join([str(REPO / "tests"), str(REPO)])
+    ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": path}}, include_dashboard=False,
+             _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest single-threaded (and are not slowed down by other busy cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -177,15 +177,6 @@ def test_erm_step_fits_the_gold_clips():
 
 # -- preference set, Ray Train, export, job -------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import ray
-
-    ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, include_dashboard=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):

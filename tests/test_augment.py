@@ -31,17 +31,6 @@ SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n
 
 
 @pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import ray
-
-    path = os.pathsep.join([str(REPO / "tests"), str(REPO)])  # test doubles must import in the actors
-    ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": path}}, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
-             logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared")
     prepare_dataset(load_config(DEFAULT, SMALL), out)

@@ -12,7 +12,7 @@ import torch
 
 from classifier_helpers import DEFAULT, REPO, TINY, fake_augment_output, prepare_tiny
 from synthio_ray.augment import CLASSIC_METHODS, make_augmentation
-from synthio_ray.augment.retrieval import nearest, retrieve
+from synthio_ray.augment.retrieval import assign, nearest, retrieve
 from synthio_ray.config import load_config
 from synthio_ray.data.audio import write_audio
 from synthio_ray.evaluate.metrics import classification_metrics
@@ -119,6 +119,20 @@ def test_nearest_orders_by_cosine():
     assert nearest(g, p, 10).shape == (2, 4)
 
 
+def test_assign_gives_each_pool_clip_to_one_gold_clip():
+    g = np.array([[1.0, 0.0], [0.6, 0.8]])
+    p = np.array([[0.99, 0.14], [0.9, 0.44], [0.0, 1.0], [-1.0, 0.0]])
+    # plain top-2 gives pool clip 1 to both gold clips
+    assert nearest(g, p, 2).tolist() == [[0, 1], [1, 2]]
+    got = assign(g, p, 2)
+    assert got[0] == [0, 1]          # gold 0 is nearer to both contested clips: it keeps them
+    assert got[1] == [2, 3]          # gold 1 takes its next nearest free clips, most similar first
+    flat = [j for row in got for j in row]
+    assert len(flat) == len(set(flat))
+    assert assign(g, p[:3], 2) == [[0, 1], [2]]   # a short pool: never a duplicate, gold 1 gets fewer
+    assert assign(g, p, 0) == [[], []] and assign(g, p[:0], 2) == [[], []]
+
+
 def test_retrieval_adds_clap_nearest_pool_clips_with_gold_labels(tmp_path):
     sr = 16000
     t = np.arange(sr // 2) / sr
@@ -181,7 +195,7 @@ def test_epoch_is_selected_on_validation_and_test_is_scored_once_with_it(zoo, mo
 
 def test_recipe_defaults():
     zoo_cfg = load_config(DEFAULT)
-    assert resolve_recipe(zoo_cfg)["lr"] == 1e-3 and resolve_recipe(zoo_cfg)["batch_size"] == 8
+    assert resolve_recipe(zoo_cfg)["lr"] == 3e-4 and resolve_recipe(zoo_cfg)["batch_size"] == 8
     real = load_config(DEFAULT, ["models.classifier.path=MIT/ast-finetuned-audioset-10-10-0.4593"])
     assert resolve_recipe(real) == {"epochs": 50, "lr": 1e-4, "batch_size": 24, "lr_decay_start": 5,
                                     "lr_decay": 0.85, "weight_decay": 5e-7}
@@ -240,15 +254,6 @@ def test_zero_shot_clap_row_and_cli_errors(tiny, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ Ray Train
-
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import ray
-
-    ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, include_dashboard=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_ray_train_two_workers_selects_on_val_and_saves_the_selected_model(ray_local, tiny, tmp_path):

@@ -297,20 +297,6 @@ def test_load_chat_model(zoo, server):
 
 # ---------------------------------------------------------------------------------------------- (e)
 
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
-             log_to_driver=False, configure_logging=False)
-    try:
-        import ray.data
-
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        yield ray
-    finally:
-        ray.shutdown()
-
 
 def test_ray_data_http_pipeline(server, ray_local):
     from synthio_ray.models.llm_http import build_http_processor

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from classifier_helpers import DEFAULT, REPO, TINY, fake_augment_output, prepare_tiny
+from classifier_helpers import DEFAULT, TINY, fake_augment_output, prepare_tiny
 from synthio_ray.config import load_config
 from synthio_ray.evaluate.tables import aggregate, markdown_table
 from synthio_ray.experiments.grid import AlignUnavailable, parse_row, plan_cells, run_grid
@@ -101,15 +101,6 @@ def test_grid_rows_and_cells():
 
 
 # --------------------------------------------------------------------------------- on Ray Tune
-
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import ray
-
-    ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, include_dashboard=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

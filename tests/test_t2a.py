@@ -11,12 +11,7 @@ from synthio_ray.models.t2a import load_t2a
 CAPS = ["a dog barks twice", "rain on a tin roof", "a siren passes by"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest single-threaded
 
 
 @pytest.fixture(scope="module")

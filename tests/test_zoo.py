@@ -18,18 +18,10 @@ pytestmark = [  # known upstream noise from random tiny models
     pytest.mark.filterwarnings("ignore:Should have .* but got:UserWarning"),  # torchsde Brownian tree bounds
     pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values:UserWarning"),
     pytest.mark.filterwarnings("ignore:.*weight_norm.* is deprecated:FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
 ]
 
 PROMPTS = ["a dog barks twice in a quiet room", "rain falls on a tin roof"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded (and are not slowed down by other busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,14 @@
 """Retrieval baseline: for each gold clip, the ``n`` clips of an unlabelled pool whose CLAP audio
 embeddings are nearest (cosine), labelled with the gold clip's labels.
 
-``nearest(gold_emb, pool_emb, n)`` is the pure part (L2-normalised ``(G, D)`` and ``(P, D)`` in,
-``(G, n)`` pool indices out, most similar first, ties broken by pool order). ``retrieve(clap, gold, pool,
-n)`` embeds the files of two frames (``path`` column; ``gold`` also ``labels``) and returns the rows to
-add: ``path, labels, source_id, similarity``.
+``nearest(gold_emb, pool_emb, n)`` is the plain top-n (L2-normalised ``(G, D)`` and ``(P, D)`` in,
+``(G, n)`` pool indices out, most similar first, ties broken by pool order). ``assign(gold_emb, pool_emb,
+n)`` is what retrieval uses: the same top-n, except that a pool clip is given to one gold clip only (the
+most similar one), and a gold clip that lost a contested clip takes its next nearest free one. Without
+that, a clip near several gold clips of different labels would enter training once per label, and the
+labels would contradict each other. ``retrieve(clap, gold, pool, n)`` embeds the files of two frames
+(``path`` column; ``gold`` also ``labels``) and returns the rows to add: ``path, labels, source_id,
+similarity``.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import pandas as pd
 
 from synthio_ray.data.audio import load_audio
 
-__all__ = ["nearest", "retrieve", "pool_frame"]
+__all__ = ["nearest", "assign", "retrieve", "pool_frame"]
 
 
 def nearest(gold_emb: np.ndarray, pool_emb: np.ndarray, n: int) -> np.ndarray:
@@ -24,6 +28,32 @@ def nearest(gold_emb: np.ndarray, pool_emb: np.ndarray, n: int) -> np.ndarray:
     sims = np.asarray(gold_emb, np.float64) @ np.asarray(pool_emb, np.float64).T
     order = np.argsort(-sims, axis=1, kind="stable")
     return order[:, :min(int(n), pool_emb.shape[0])]
+
+
+def assign(gold_emb: np.ndarray, pool_emb: np.ndarray, n: int) -> list[list[int]]:
+    """Per gold clip, up to ``n`` pool indices (most similar first); no pool index is given twice.
+
+    Greedy over all (gold, pool) pairs from the most similar down: a pair is taken while its gold clip has
+    fewer than ``n`` and its pool clip is free. Every gold clip gets ``n`` when the pool has ``G * n``
+    clips; ties go to the lower gold index, then the lower pool index.
+    """
+    out: list[list[int]] = [[] for _ in range(len(gold_emb))]
+    if len(pool_emb) == 0 or n < 1:
+        return out
+    sims = np.asarray(gold_emb, np.float64) @ np.asarray(pool_emb, np.float64).T
+    order = np.argsort(-sims, axis=None, kind="stable")  # flat (gold, pool) pairs, row-major on ties
+    taken = np.zeros(sims.shape[1], dtype=bool)
+    left = len(gold_emb) * int(n)
+    for flat in order:
+        g, p = divmod(int(flat), sims.shape[1])
+        if taken[p] or len(out[g]) >= n:
+            continue
+        out[g].append(p)
+        taken[p] = True
+        left -= 1
+        if left == 0 or taken.all():
+            break
+    return out
 
 
 def _embed(clap, paths: list[str], seconds: float | None) -> np.ndarray:
@@ -57,7 +87,7 @@ def retrieve(clap, gold: pd.DataFrame, pool: pd.DataFrame, n: int, seconds: floa
         return pd.DataFrame(columns=cols)
     g = _embed(clap, list(gold["path"]), seconds)
     p = _embed(clap, list(pool["path"]), seconds)
-    idx = nearest(g, p, n)
+    idx = assign(g, p, n)
     sims = g @ p.T
     rows = []
     for i, (_, row) in enumerate(gold.reset_index(drop=True).iterrows()):

@@ -67,13 +67,16 @@ def ensure_ray(cfg: Config) -> None:
     if not ray.is_initialized():
         kwargs: dict[str, Any] = dict(include_dashboard=False, ignore_reinit_error=True,
                                       log_to_driver=True, logging_level=logging.WARNING)
+        local = not cfg.ray.address and os.environ.get("RAY_ADDRESS") is None
         if cfg.ray.address:
             kwargs["address"] = cfg.ray.address
-        elif os.environ.get("RAY_ADDRESS") is None and cfg.ray.num_cpus:
+        elif local and cfg.ray.num_cpus:
             kwargs["num_cpus"] = cfg.ray.num_cpus
         repo = str(Path(__file__).resolve().parents[2])
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
             [repo] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}}
+        if local:  # no dashboard here, so no state API: drop Ray Train's warning about it
+            kwargs["runtime_env"]["worker_process_setup_hook"] = "synthio_ray.ray_hooks.quiet_local_worker"
         ray.init(**kwargs)
     if cfg.ray.progress != "on":  # our own progress line replaces Ray Data's bars and stage logs
         logging.getLogger("ray.data").setLevel(logging.WARNING)

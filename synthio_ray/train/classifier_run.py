@@ -31,12 +31,14 @@ class TrainError(RuntimeError):
 
 def resolve_recipe(cfg: Config) -> dict:
     """Fill the null recipe keys: the paper's (lr 1e-4, batch 24, 50 epochs, decay from epoch 5) for real
-    checkpoints; for a ``zoo:`` model, trained from scratch, lr 1e-3, batch 8, 40 epochs, decay from 20
-    (measured on the embedded default: with the paper's values the tiny model stays near chance)."""
+    checkpoints; for a ``zoo:`` model, trained from scratch, lr 3e-4, batch 8, 40 epochs, decay from 20.
+    Measured: with the paper's values the tiny model stays near chance; at lr 1e-3 it learns on the
+    embedded default (val 0.79 against 0.75 at 3e-4) but on spoken digits with n=200 it stays at chance
+    until the decay and collapses with noisy retrieval labels (test 0.09), while 3e-4 reaches 0.70."""
     t = cfg.train_classifier
     zoo = cfg.models.classifier.path.startswith("zoo:")
     epochs = t.epochs or (40 if zoo else 50)
-    return {"epochs": epochs, "lr": t.lr or (1e-3 if zoo else 1e-4), "batch_size": t.batch_size or (8 if zoo else 24),
+    return {"epochs": epochs, "lr": t.lr or (3e-4 if zoo else 1e-4), "batch_size": t.batch_size or (8 if zoo else 24),
             "lr_decay_start": t.lr_decay_start or (max(1, epochs // 2) if zoo else 5),
             "lr_decay": t.lr_decay, "weight_decay": t.weight_decay}
 
