@@ -22,6 +22,14 @@ def prepare_tiny(out: Path) -> Path:
     return out
 
 
+def tiny_setup(root: Path) -> dict:
+    """A tiny prepared set, a fake augmentation output made from it (k=2, p 0.5) and a feature cache folder."""
+    prep = prepare_tiny(root / "prepared")
+    syn = root / "synthetic"
+    fake_augment_output(syn, prep, k=2, p_gen=0.5)
+    return {"prep": prep, "syn": syn, "cache": root / "cache"}
+
+
 def fake_augment_output(folder: Path, prepared: Path, k: int = 2, p_gen: float = 0.5, seed: int = 0) -> pd.DataFrame:
     """Per gold clip, k caption chains: round 0 with a random score; chains below p_gen get a round 1.
     Clips are the gold clip plus a little noise (label-consistent). Returns the manifest."""

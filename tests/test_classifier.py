@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from classifier_helpers import DEFAULT, REPO, TINY, fake_augment_output, prepare_tiny
+from classifier_helpers import DEFAULT, REPO, TINY, tiny_setup
 from synthio_ray.augment import CLASSIC_METHODS, make_augmentation
 from synthio_ray.augment.retrieval import assign, nearest, retrieve
 from synthio_ray.config import load_config
@@ -25,11 +25,7 @@ from synthio_ray.train.synthetic import load_synthetic, select_synthetic
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clf")
-    prep = prepare_tiny(root / "prepared")
-    syn = root / "synthetic"
-    fake_augment_output(syn, prep, k=2, p_gen=0.5)
-    return {"prep": prep, "syn": syn, "cache": root / "cache"}
+    return tiny_setup(tmp_path_factory.mktemp("clf"))
 
 
 def cfg_for(tiny, *extra):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from classifier_helpers import DEFAULT, TINY, fake_augment_output, prepare_tiny
+from classifier_helpers import DEFAULT, TINY, fake_augment_output, tiny_setup
 from synthio_ray.config import load_config
 from synthio_ray.evaluate.tables import aggregate, markdown_table
 from synthio_ray.experiments.grid import AlignUnavailable, parse_row, plan_cells, run_grid
@@ -105,11 +105,7 @@ def test_grid_rows_and_cells():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sg")
-    prep = prepare_tiny(root / "prepared")
-    syn = root / "synthetic"
-    fake_augment_output(syn, prep, k=2, p_gen=0.5)
-    return {"prep": prep, "syn": syn}
+    return tiny_setup(tmp_path_factory.mktemp("sg"))
 
 
 FAST = ["train_classifier.epochs=1", "train_classifier.copies=1"]
