@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -177,3 +178,34 @@ def test_sweep_trial_can_run_a_torch_trainer(ray_local, tiny, tmp_path):
     assert (report.table["status"] == "ok").all()
     trial = json.loads((tmp_path / "trials" / "k1_p0.5" / "metrics.json").read_text())
     assert trial["backend"] == "ray_train" and (tmp_path / "trials" / "k1_p0.5" / "ray_train" / "classifier").is_dir()
+
+
+# ---------------------------------------------------------------------------------------- jobs/report.py
+
+def test_report_job_writes_the_analyses_and_table3_rows(tiny, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("job_report", Path(__file__).resolve().parents[1] / "jobs" / "report.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    out = tmp_path / "report"
+    assert job.main(["--data", str(tiny["prep"]), "--synthetic", str(tiny["syn"]), "--out", str(out), "--epochs", "1",
+                     "train_classifier.backend=local", *TINY]) == 0
+    a = json.loads((out / "analysis.json").read_text())
+    n_syn = len(select_synthetic(load_synthetic(tiny["syn"])))
+    assert a["gold_clips"] == len(pd.read_parquet(tiny["prep"] / "train.parquet")) and a["synthetic_clips"] == n_syn
+    assert -1 <= a["diversity"]["gold_to_own_synthetic_mean"] <= 1 and a["fad_clap"] >= 0
+    assert (out / "features.png").stat().st_size > 0
+    feats = pd.read_csv(out / "features.csv")
+    assert set(feats["set"]) == {"gold", "synthetic"} and len(feats) == a["gold_clips"] + n_syn
+    for method in ("synthetic_only", "gold"):  # Table 3: the synthetic clips alone, next to gold alone
+        m = json.loads((out / method / "metrics.json").read_text())
+        assert m["method"] == method and m["data"]["train"] == (n_syn if method == "synthetic_only" else a["gold_clips"])
+    report = (out / "report.md").read_text()
+    assert "trained on synthetic_only" in report and "zero-shot CLAP" in report
+    capsys.readouterr()
+    empty = tmp_path / "not-an-augment-output"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as e:
+        job.main(["--data", str(tiny["prep"]), "--synthetic", str(empty), "--out", str(tmp_path / "r2"), "--no-train"])
+    assert e.value.code == 1 and "missing" in capsys.readouterr().err
