@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Sequence
+
+import numpy as np
 
 from synthio_ray.ids import stable_hash
 
-__all__ = ["slugify", "label_slugs"]
+__all__ = ["slugify", "label_slugs", "multi_hot"]
 
 _MAX = 48
 
@@ -32,3 +35,17 @@ def label_slugs(labels: list[str] | set[str]) -> dict[str, str]:
         out[lab] = f"{s}_{stable_hash('label', lab, length=6)}" if counts[s] > 1 else s
     assert len(set(out.values())) == len(out), "label slug collision"
     return out
+
+
+def multi_hot(label_lists: Sequence[Sequence[str]], labels: Sequence[str],
+              unknown: str = "label {label!r} is not one of {labels}") -> np.ndarray:
+    """Label lists -> float32 multi-hot ``(N, len(labels))``; ValueError (``unknown``, formatted with
+    ``label`` and ``labels``) for a label outside ``labels``."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.zeros((len(label_lists), len(labels)), np.float32)
+    for r, labs in enumerate(label_lists):
+        for lab in labs:
+            if lab not in index:
+                raise ValueError(unknown.format(label=lab, labels=list(labels)))
+            y[r, index[lab]] = 1.0
+    return y

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synthio_ray.data.labels import multi_hot
 from synthio_ray.models.clap_hf import HFClap
 
 __all__ = ["finetune_clap_projection"]
@@ -41,15 +42,7 @@ def _label_sets(labels: Sequence) -> tuple[list[list[str]], bool]:
     return sets, multilabel
 
 
-def _targets(sets: list[list[str]], classes: list[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.zeros((len(sets), len(classes)), np.float32)
-    for r, s in enumerate(sets):
-        for label in s:
-            if label not in index:
-                raise ValueError(f"label {label!r} has no text in label_texts")
-            y[r, index[label]] = 1.0
-    return y
+_UNKNOWN = "label {label!r} has no text in label_texts"
 
 
 def _top1(trunk: torch.Tensor, proj: torch.nn.Module, text: torch.Tensor, y: torch.Tensor) -> float:
@@ -98,7 +91,7 @@ def finetune_clap_projection(
     if label_texts is None:
         label_texts = {c: template.format(label=c) for c in sorted({v for s in sets for v in s})}
     classes = list(label_texts)
-    y = torch.from_numpy(_targets(sets, classes))
+    y = torch.from_numpy(multi_hot(sets, classes, _UNKNOWN))
 
     # Everything frozen is computed once: encoder outputs of every clip and the label-text embeddings.
     trunk = torch.from_numpy(model.audio_trunk_features(waves, sample_rate))
@@ -110,7 +103,7 @@ def finetune_clap_projection(
         if len(vsets) != len(val_waves):
             raise ValueError(f"{len(val_waves)} validation waves but {len(vsets)} labels")
         val = (torch.from_numpy(model.audio_trunk_features(val_waves, sample_rate)),
-               torch.from_numpy(_targets(vsets, classes)))
+               torch.from_numpy(multi_hot(vsets, classes, _UNKNOWN)))
 
     # Train a float32 copy (the model may run in bf16/fp16 on GPU), then load it back.
     target = model.model.audio_projection

@@ -31,6 +31,7 @@ import torch
 
 from synthio_ray.augment import CLASSIC_METHODS, Augmentation, make_augmentation
 from synthio_ray.data.audio import load_audio
+from synthio_ray.data.labels import multi_hot
 from synthio_ray.ids import stable_int
 
 __all__ = ["METHODS", "parse_method", "FeatureSet", "FeatureCache", "targets", "build_training_set",
@@ -94,14 +95,8 @@ class FeatureSet:
 
 def targets(labels_per_row: Sequence[Sequence[str]], labels: Sequence[str]) -> torch.Tensor:
     """Label lists -> float32 multi-hot ``(N, C)``; ValueError for a label outside ``labels``."""
-    index = {lab: i for i, lab in enumerate(labels)}
-    y = torch.zeros((len(labels_per_row), len(labels)), dtype=torch.float32)
-    for r, labs in enumerate(labels_per_row):
-        for lab in labs:
-            if lab not in index:
-                raise ValueError(f"label {lab!r} is not one of the dataset's labels {list(labels)}")
-            y[r, index[lab]] = 1.0
-    return y
+    return torch.from_numpy(multi_hot(labels_per_row, labels, "label {label!r} is not one of the dataset's labels "
+                                                              "{labels}"))
 
 
 class FeatureCache:
