@@ -146,6 +146,42 @@ def test_retrieval_adds_clap_nearest_pool_clips_with_gold_labels(tmp_path):
     assert Path(high["path"].iloc[0]).stem == "a" and high["labels"].iloc[0] == ["high"]
 
 
+# ----------------------------------------------------------------------------------------- feature cache
+
+def test_feature_cache_hit_equals_miss(tmp_path, zoo):
+    """Results must not depend on what is already cached: a miss returns exactly what a later hit returns
+    (plain and augmented), and a cold cache gives the same training result as a warm one."""
+    from transformers import ASTFeatureExtractor
+
+    from synthio_ray.train.classifier_data import FeatureCache
+
+    fe = ASTFeatureExtractor.from_pretrained(zoo("classifier"))
+    sr = 16000
+    t = np.arange(sr) / sr
+    wav = write_audio(tmp_path / "x.wav", (0.3 * np.sin(2 * np.pi * 440 * t)
+                                           + 0.05 * np.random.default_rng(0).standard_normal(sr)).astype(np.float32), sr)
+    cache = FeatureCache(tmp_path / "cache", fe)
+    for aug, seed in [(None, None), (make_augmentation("noise"), 3), (make_augmentation("specaugment"), 4)]:
+        miss = cache.get(str(wav), aug, seed)
+        hits = cache.hits
+        hit = cache.get(str(wav), aug, seed)
+        assert cache.hits == hits + 1 and miss.dtype == hit.dtype == np.float32
+        np.testing.assert_array_equal(miss, hit)
+        fresh = FeatureCache(tmp_path / "cache", fe).get(str(wav), aug, seed)   # another process, same files
+        np.testing.assert_array_equal(miss, fresh)
+
+
+def test_cold_and_warm_feature_cache_train_alike(tiny, tmp_path):
+    runs = []
+    for name in ("cold", "warm"):
+        cfg = cfg_for(tiny, "train_classifier.method=noise", "train_classifier.epochs=2",
+                      f"train_classifier.feature_cache={tmp_path / 'cache'}")
+        runs.append(run_train_classifier(cfg, tmp_path / name, log=lambda s: None))
+    cold, warm = runs
+    assert [r["train_loss"] for r in cold["val_curve"]] == [r["train_loss"] for r in warm["val_curve"]]
+    assert cold["test"] == warm["test"]
+
+
 # ------------------------------------------------------------------------------------- epoch selection
 
 def _toy_sets(labels, n_per=6, seed=0):
@@ -160,33 +196,71 @@ def _toy_sets(labels, n_per=6, seed=0):
     return FeatureSet(torch.tensor(np.stack(xs)), torch.tensor(np.stack(ys), dtype=torch.float32))
 
 
-def test_epoch_is_selected_on_validation_and_test_is_scored_once_with_it(zoo, monkeypatch):
+class BandModel(torch.nn.Module):
+    """A 3-way classifier over the toy's mel bands whose predictions are a permutation set by hand:
+    logits = head @ (mean energy of band 0, 1, 2). With ``head`` a permutation matrix, the accuracy on the
+    toy sets is exactly 1 (identity), 0 (a derangement) or 1/3 (one class fixed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Parameter(torch.eye(3))
+        self.config = type("Cfg", (), {"num_labels": 3})()
+
+    def forward(self, input_values):
+        bands = input_values.mean(1).reshape(len(input_values), -1)[:, :90].reshape(-1, 3, 30).mean(-1)
+        return type("Out", (), {"logits": bands @ self.head.T})()
+
+
+PERMS = {"identity": [0, 1, 2], "derangement": [1, 2, 0], "one_fixed": [0, 2, 1]}
+
+
+def test_epoch_is_selected_on_validation_and_test_is_scored_once_with_it(monkeypatch):
+    """A non-monotone validation curve by construction: the learning rate is 0 (AdamW leaves the weights
+    exactly as they are) and after each epoch the head is set to the next epoch's permutation, so the
+    curve is [1/3, 1, 0, 1, 1/3]. Selection must pick epoch 2 (the first of the two best), score test once
+    with epoch 2's weights (test accuracy 1.0), and not with the last epoch's (1/3)."""
+    import synthio_ray.models.classifier_ast as ast_mod
+
     labels = ["a", "b", "c"]
     train, val, test = _toy_sets(labels, 6, 0), _toy_sets(labels, 3, 1), _toy_sets(labels, 3, 2)
-    calls = []
+    design = ["one_fixed", "identity", "derangement", "identity", "one_fixed"]
+    model = BandModel()
+    monkeypatch.setattr(ast_mod, "load_ast_classifier", lambda *a, **k: (model, None))
+
+    def set_head(name):
+        with torch.no_grad():
+            model.head.copy_(torch.eye(3)[PERMS[name]])
+
+    def accuracy(head_name, data):  # independent of the implementation: argmax of the permuted band energies
+        bands = data.x.mean(1)[:, :90].reshape(-1, 3, 30).mean(-1)
+        pred = (bands @ torch.eye(3)[PERMS[head_name]].T).argmax(1)
+        return float((pred == data.y.argmax(1)).float().mean())
+
+    expected_curve = [accuracy(d, val) for d in design]
+    assert expected_curve == pytest.approx([1 / 3, 1.0, 0.0, 1.0, 1 / 3])
+    calls, rows = [], []
     real = clf.evaluate
 
-    def counting(model, data, opts):
+    def counting(m, data, opts):
         calls.append("test" if data is test else "val" if data is val else "other")
-        return real(model, data, opts)
+        return real(m, data, opts)
+
+    def on_epoch(row):
+        rows.append(row)
+        if row["epoch"] < len(design):
+            set_head(design[row["epoch"]])   # the weights the next epoch is scored with
 
     monkeypatch.setattr(clf, "evaluate", counting)
-    opts = clf.FitOptions(labels=labels, epochs=5, lr=2e-3, batch_size=6, lr_decay_start=3, seed=0)
-    rows = []
-    result = clf.fit_local(str(zoo("classifier")), train, val, test, opts, on_epoch=rows.append)
-    curve = [r["accuracy"] for r in result["curve"]]
-    assert calls == ["val"] * 5 + ["test"]               # val every epoch, test exactly once, at the end
-    assert result["best_epoch"] == int(np.argmax(curve)) + 1  # the first epoch with the best val accuracy
-    assert rows[-1]["val_best"] == max(curve) and rows[-1]["best_epoch"] == result["best_epoch"]
-    # the reported test accuracy is the one of the selected weights: rebuild them by re-running the fit
-    from synthio_ray.models.classifier_ast import load_ast_classifier
-
-    model, _ = load_ast_classifier(str(zoo("classifier")), labels, False, "cpu", 0)
-    res = clf.fit(model, train, val, opts)
-    assert res.best_epoch == result["best_epoch"]
-    assert real(model, test, opts)["accuracy"] == result["test"]["accuracy"]
-    for k, v in res.best_state.items():
-        torch.testing.assert_close(model.state_dict()[k], v)
+    set_head(design[0])
+    opts = clf.FitOptions(labels=labels, epochs=5, lr=0.0, batch_size=6, weight_decay=0.0, seed=0)
+    result = clf.fit_local("unused", train, val, test, opts, on_epoch=on_epoch)
+    assert [r["accuracy"] for r in result["curve"]] == pytest.approx(expected_curve)
+    assert calls == ["val"] * 5 + ["test"]                # val every epoch, test exactly once, at the end
+    assert result["best_epoch"] == 2                        # the first epoch of the best two (2 and 4)
+    assert rows[-1]["best_epoch"] == 2 and rows[-1]["val_best"] == 1.0
+    assert result["test"]["accuracy"] == accuracy("identity", test) == 1.0  # epoch 2's weights ...
+    assert accuracy(design[-1], test) < 1.0                                 # ... not the last epoch's
+    torch.testing.assert_close(model.head.detach(), torch.eye(3))          # the model is left at epoch 2
 
 
 def test_recipe_defaults():

@@ -135,9 +135,10 @@ class FeatureCache:
         x = self.feats([wave], sr)[0].numpy()
         if aug is not None:
             x = aug.features(x, seed)
+        x = x.astype(np.float16)  # what the cache holds: a miss returns exactly what a later hit will
         f.parent.mkdir(parents=True, exist_ok=True)
         tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, x.astype(np.float16))
+        np.save(tmp, x)
         os.replace(tmp, f)
         return x.astype(np.float32)
 
