@@ -224,8 +224,9 @@ def test_preference_set_through_the_synthesis_stage(prefs, prepared):
 
 @pytest.fixture(scope="module")
 def trained(prefs, tmp_path_factory):
-    """A run that crashes after epoch 1 and recovers (max_failures=1), then a re-run of the same run
-    (same name and storage path) with one more epoch, as after a preemption of the whole job."""
+    """Run A crashes after epoch 1 and recovers (max_failures=1), then is re-run (same name and storage
+    path) with one more epoch, as after a preemption of the whole job; runs B2 and B3 are the same 2- and
+    3-epoch runs without interruption, each in its own folder."""
     from synthio_ray.train.align import _final_state, fit
 
     cfg, folder, _ = prefs
@@ -234,19 +235,42 @@ def trained(prefs, tmp_path_factory):
     first = _final_state(fit(load_config(DEFAULT, SMALL + ["align.max_failures=1"]), out, folder,
                              crash_once={"epoch": 1, "marker": str(marker)}))
     second = _final_state(fit(load_config(DEFAULT, SMALL + ["align.epochs=3", "align.max_failures=0"]), out, folder))
-    return cfg, out, marker, first, second
+    plain = {n: _final_state(fit(load_config(DEFAULT, SMALL + [f"align.epochs={n}", "align.max_failures=0"]),
+                                 tmp_path_factory.mktemp(f"align-plain{n}"), folder)) for n in (2, 3)}
+    return {"cfg": cfg, "out": out, "marker": marker, "first": first, "second": second, "plain": plain}
+
+
+def _without_timings(log: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in ("seconds", "step_s")} for e in log]
+
+
+def _assert_same_training(resumed: dict, plain: dict) -> None:
+    """Same per-epoch and per-step metrics, trained tensors and optimizer state, bit for bit."""
+    assert resumed["epoch"] == plain["epoch"]
+    assert _without_timings(resumed["history"]) == _without_timings(plain["history"])
+    assert _without_timings(resumed["steps"]) == _without_timings(plain["steps"])
+    assert resumed["trainable"].keys() == plain["trainable"].keys()
+    for name, tensor in plain["trainable"].items():
+        torch.testing.assert_close(resumed["trainable"][name], tensor, rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(resumed["optimizer"]["state"], plain["optimizer"]["state"], rtol=0, atol=0)
 
 
 def test_training_recovers_from_a_crash_and_resumes_on_rerun(trained):
-    _, out, marker, first, second = trained
-    assert marker.is_file()                                    # the injected failure happened
+    out, first, second, plain = trained["out"], trained["first"], trained["second"], trained["plain"]
+    assert trained["marker"].is_file()                         # the injected failure happened
     assert first["starts"] == [0, 1] and first["epoch"] == 2   # restarted after epoch 1, not from scratch
-    assert [e["epoch"] for e in first["history"]] == [1, 2]
     assert second["starts"] == [0, 1, 2] and [e["epoch"] for e in second["history"]] == [1, 2, 3]
+    assert plain[2]["starts"] == [0] and plain[3]["starts"] == [0]
     steps = [s["step"] for s in second["steps"]]
     assert steps == list(range(1, len(steps) + 1))             # the step counter continues across restarts
-    assert second["history"][:2] == first["history"]
     assert all({"loss", "implicit_acc", "reward_margin"} <= set(e) for e in second["history"])
+    # recovered from the crash / resumed with one more epoch == the same training without interruption
+    _assert_same_training(first, plain[2])
+    _assert_same_training(second, plain[3])
+    # not vacuous: the adapters moved off their zero-initialised B matrices, and epoch 3 moved them again
+    lora_b = [k for k in first["trainable"] if "lora_B" in k]
+    assert lora_b and all(first["trainable"][k].abs().sum() > 0 for k in lora_b)
+    assert any(not torch.equal(first["trainable"][k], second["trainable"][k]) for k in lora_b)
     kept = [p for p in (out / "ray_train" / "align").iterdir() if p.is_dir() and p.name.startswith("checkpoint_")]
     assert len(kept) == 2                                      # align.keep_checkpoints
 
@@ -257,7 +281,7 @@ def test_exported_checkpoint_loads_upstream_and_through_augment(trained, prepare
     from synthio_ray.models.t2a import load_t2a
     from synthio_ray.train.align import export_checkpoint
 
-    cfg, _, _, _, state = trained
+    cfg, state = trained["cfg"], trained["second"]
     dest = export_checkpoint(cfg, state, tmp_path / "checkpoint", info={"objective": "dpo"})
     assert json.loads((dest / "alignment.json").read_text())["objective"] == "dpo"
     pipe = StableAudioPipeline.from_pretrained(dest)
@@ -281,16 +305,44 @@ def test_exported_checkpoint_loads_upstream_and_through_augment(trained, prepare
     assert load_config(out / "config.yaml").models.t2a.path == str(dest)
 
 
-def test_job_refuses_to_resume_with_other_settings(tmp_path):
+def test_job_refuses_to_resume_with_other_settings(tmp_path, capsys, monkeypatch):
+    import synthio_ray.train.align as align
     from synthio_ray.config import save_config
+    from synthio_ray.train.align_loop import fingerprint
 
     spec = importlib.util.spec_from_file_location("align_job", REPO / "jobs" / "align.py")
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
+
+    class Started(Exception):
+        pass
+
+    def run_align(cfg, out):
+        raise Started(cfg)
+
+    monkeypatch.setattr(align, "run_align", run_align)  # stop where the training would start
     save_config(load_config(DEFAULT, ["align.beta=5000"]), tmp_path / "config.yaml")
+    # other training settings: refused before anything runs, naming what differs and only that
     with pytest.raises(SystemExit) as e:
-        job.main(["--out", str(tmp_path), "align.beta=2000"])
+        job.main(["--out", str(tmp_path), "align.beta=2000", "seed=7", "--epochs", "3"])
     assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "other settings (align.beta, seed)" in err and "Use another --out" in err
+    assert load_config(tmp_path / "config.yaml").align.beta == 5000    # the run's saved settings are kept
+
+    # epochs, workers and resources may change (README; also the failure, checkpoint and log settings):
+    # the check passes and the job goes on to train
+    allowed = ["align.epochs=20", "align.workers=2", "align.cpus_per_worker=2", "align.gpus_per_worker=1",
+               "align.max_failures=0", "align.keep_checkpoints=3", "align.log_every=1"]
+    for change in [[c] for c in allowed] + [allowed]:
+        with pytest.raises(Started) as started:
+            job.main(["--out", str(tmp_path), "align.beta=5000", *change])
+        assert started.value.args[0] == load_config(tmp_path / "config.yaml") == load_config(DEFAULT, [
+            f"out={tmp_path}", "align.beta=5000", *change])   # the new settings are the run's from now on
+    # the training loop's own guard (a checkpoint's fingerprint) agrees on what may change
+    base = fingerprint(load_config(DEFAULT, ["align.beta=5000"]), "key")
+    assert fingerprint(load_config(DEFAULT, ["align.beta=5000", *allowed]), "key") == base
+    assert fingerprint(load_config(DEFAULT, ["align.beta=2000"]), "key")["beta"] == 2000 != base["beta"]
 
 
 def test_cli_on_the_embedded_default(tmp_path):
