@@ -34,18 +34,31 @@ RESUMABLE = ("epochs", "workers", "gpus_per_worker", "cpus_per_worker", "max_fai
              "log_every")  # may change between a run and its resumption
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """A nested config dict -> {dotted key: value}."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse_job_args(argv, "jobs/align.py", __doc__.splitlines()[0], FLAGS, DEFAULT_CONFIG)
     out = Path(cfg.out or "runs/align")
     saved = out / "config.yaml"
     if saved.is_file():
-        before, now = config_to_dict(load_config(saved)), config_to_dict(cfg)
-        changed = [f"align.{k}" for k in now["align"] if k not in RESUMABLE and before["align"][k] != now["align"][k]]
-        changed += [k for k in ("seed", "models", "data") if before[k] != now[k]]
+        before, now = _flat(config_to_dict(load_config(saved))), _flat(config_to_dict(cfg))
+        fixed = [k for k in now if k == "seed" or k.startswith(("models.", "data."))
+                 or (k.startswith("align.") and k.split(".")[1] not in RESUMABLE)]
+        changed = [k for k in fixed if before.get(k) != now[k]]
         if changed:
-            fail(f"{out} holds an alignment run with other settings ({', '.join(changed)}); resuming it would "
-                 f"mix two runs. Use another --out.")
+            diff = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+            fail(f"{out} holds an alignment run with other settings ({diff}); resuming it would mix two runs. "
+                 f"Use another --out.")
     from synthio_ray.train.align import AlignError, run_align
 
     out.mkdir(parents=True, exist_ok=True)

@@ -327,7 +327,7 @@ def test_job_refuses_to_resume_with_other_settings(tmp_path, capsys, monkeypatch
         job.main(["--out", str(tmp_path), "align.beta=2000", "seed=7", "--epochs", "3"])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "other settings (align.beta, seed)" in err and "Use another --out" in err
+    assert "other settings (seed: 0 -> 7, align.beta: 5000.0 -> 2000.0)" in err and "Use another --out" in err
     assert load_config(tmp_path / "config.yaml").align.beta == 5000    # the run's saved settings are kept
 
     # epochs, workers and resources may change (README; also the failure, checkpoint and log settings):
