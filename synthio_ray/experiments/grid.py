@@ -5,8 +5,9 @@ Rows (``grid.methods``):
 - classifier baselines: ``gold``, ``noise``, ``pitch``, ``specaugment``, ``audiomentations``, ``retrieval``;
 - synthesis variants (``SYNTH_VARIANTS``: the augment job's switches and the align objective):
   ``synthetic`` (the augment job as configured, un-aligned T2A), ``synthio`` (DPO-aligned T2A), ``vanilla_syn``
-  (template captions, no DPO), ``vanilla_llm`` (LLM captions, no DPO), and the ablations ``w_template``,
-  ``w_erm``, ``wo_reflection``, ``wo_mixcap``, ``wo_dpo``, ``wo_clap``;
+  (template captions) and ``vanilla_llm`` (LLM captions): plain generation with the un-aligned T2A, no
+  reflection, no CLAP filter; and the ablations ``w_template`` (template captions, no reflection), ``w_erm``,
+  ``wo_reflection``, ``wo_mixcap``, ``wo_dpo``, ``wo_clap``;
 - ``<variant>+<noise|pitch|specaugment|audiomentations|retrieval>`` (combinations, paper A.4.6) and
   ``<variant>_only`` (training on the synthetic clips alone, Table 3).
 
@@ -37,13 +38,16 @@ __all__ = ["run_grid", "GridReport", "SYNTH_VARIANTS", "BASELINES", "parse_row",
            "plan_cells", "dataset_entries"]
 
 BASELINES = ("gold",) + CLASSIC_METHODS + ("retrieval",)
-# variant -> (align objective or None, augment overrides)
+# variant -> (align objective or None, augment overrides). The paper's generative baselines are plain
+# generation: Vanilla Syn. Aug. (template captions) and + LLM Caps run no self-reflection and no CLAP filter
+# (every clip made is used); "w/ Template Captions" removes MixCap and self-reflection and keeps DPO and
+# the CLAP filter.
 SYNTH_VARIANTS: dict[str, tuple[str | None, dict]] = {
     "synthetic": (None, {}),
     "synthio": ("dpo", {}),
-    "vanilla_syn": (None, {"augment.captions": "template"}),
-    "vanilla_llm": (None, {"augment.captions": "llm"}),
-    "w_template": ("dpo", {"augment.captions": "template"}),
+    "vanilla_syn": (None, {"augment.captions": "template", "augment.rounds": 0, "augment.clap_filter": False}),
+    "vanilla_llm": (None, {"augment.captions": "llm", "augment.rounds": 0, "augment.clap_filter": False}),
+    "w_template": ("dpo", {"augment.captions": "template", "augment.rounds": 0}),
     "w_erm": ("erm", {}),
     "wo_reflection": ("dpo", {"augment.rounds": 0}),
     "wo_mixcap": ("dpo", {"augment.captions": "llm"}),
