@@ -2,10 +2,12 @@
 and re-asked a bounded number of times."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from synthio_ray.models.base import ChatModel, ChatResult
-from synthio_ray.prompts.parse import ask_json, caption_check, parse_reply
+from synthio_ray.prompts.parse import CAPTION_SLACK, ask_json, caption_check, caption_problem, parse_reply
 from synthio_ray.prompts.templates import (COMPONENTS_SCHEMA, MIXCAP_SCHEMA, REFLECT_SCHEMA,
                                            components_messages, mixcap_messages, reflect_messages)
 
@@ -68,13 +70,35 @@ def test_no_eval_of_model_output(tmp_path):
 def test_caption_rules():
     check = caption_check("dog bark", 25)
     ok = {"captions": ["A dog bark echoes in a yard", "Dog barks, then a bark again near traffic"]}
-    assert parse_reply(str(ok).replace("'", '"'), MIXCAP_SCHEMA, check)[1] is None
+    assert parse_reply(json.dumps(ok), MIXCAP_SCHEMA, check)[1] is None
     value, err = parse_reply('{"captions": ["a cat meows"]}', MIXCAP_SCHEMA, check)
     assert value is None and "does not name the label 'dog bark'" in err
-    long = " ".join(["dog bark"] * 30)
-    assert "words (limit 25)" in parse_reply(f'{{"captions": ["{long}"]}}', MIXCAP_SCHEMA, check)[1]
+    # one good caption is enough for the answer: the caller keeps it and asks again for the rest
+    assert parse_reply('{"captions": ["a cat meows", "a dog bark"]}', MIXCAP_SCHEMA, check)[1] is None
     check1 = caption_check("siren", 25, key="caption")
     assert parse_reply('{"caption": "a siren wails"}', REFLECT_SCHEMA, check1)[1] is None
+
+
+@pytest.mark.parametrize("caption, problem", [
+    ("A cat meows on the porch", None),
+    ("Two cats hiss at each other", None),                       # plural
+    ("Leaves scattered by the wind", "does not name the label 'cat'"),   # not a whole word
+    ("A concatenated CAT sound", None),                           # case-insensitive, whole word
+    ("", "empty caption"),
+])
+def test_caption_names_the_label_as_whole_words(caption, problem):
+    got = caption_problem(caption, "cat", 25)
+    assert got is None if problem is None else problem in got
+
+
+def test_caption_length_slack_is_twenty_percent():
+    assert CAPTION_SLACK == 1.2
+    assert caption_problem(" ".join(["dog"] * 30), "dog", 25) is None
+    assert "31 words (limit 25, 30 with slack)" in caption_problem(" ".join(["dog"] * 31), "dog", 25)
+    # every content word of a multi-word label, as whole words; filler words are not required
+    assert caption_problem("chirping birds at dawn", "chirping birds", 25) is None
+    assert "does not name" in caption_problem("birds at dawn", "chirping birds", 25)
+    assert caption_problem("a man speaking over male speech", "Male speech and man speaking", 25) is None
 
 
 def test_ask_json_retries_only_failed_rows_and_bounds_attempts():

@@ -9,7 +9,7 @@ import numpy as np
 
 from synthio_ray.ids import stable_hash
 
-__all__ = ["slugify", "label_slugs", "multi_hot"]
+__all__ = ["slugify", "label_slugs", "multi_hot", "display_label", "display_labels"]
 
 _MAX = 48
 
@@ -19,6 +19,19 @@ def slugify(text: str) -> str:
     t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
     t = re.sub(r"[^a-z0-9]+", "_", t).strip("_")[:_MAX].strip("_")
     return t or "label"
+
+
+def display_label(label: str) -> str:
+    """A label as the models read it (prompts, captions, CLAP texts): underscores and runs of whitespace
+    become one space, e.g. ``chirping_birds`` -> ``chirping birds``. Raw labels stay in ids, slugs and
+    outputs."""
+    return re.sub(r"[\s_]+", " ", str(label)).strip() or str(label)
+
+
+def display_labels(labels: str | Sequence[str]) -> str:
+    """One label, or several joined with " and " (multi-label), each in its display form."""
+    labs = [labels] if isinstance(labels, str) else list(labels)
+    return " and ".join(display_label(x) for x in labs)
 
 
 def label_slugs(labels: list[str] | set[str]) -> dict[str, str]:

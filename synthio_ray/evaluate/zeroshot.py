@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from synthio_ray.data.audio import load_audio
+from synthio_ray.data.labels import display_label
 from synthio_ray.evaluate.metrics import classification_metrics
 
 __all__ = ["zero_shot_probs", "zero_shot_clap"]
@@ -20,7 +21,7 @@ def zero_shot_probs(clap, waves: list[np.ndarray], sample_rate: int, labels: Seq
                     multilabel: bool = False) -> np.ndarray:
     """Waves -> ``(N, C)`` probabilities; ``clap`` is an ``AudioTextModel``."""
     a = clap.embed_audio(waves, sample_rate)
-    t = clap.embed_text([template.format(label=lab.replace("_", " ")) for lab in labels])
+    t = clap.embed_text([template.format(label=display_label(lab)) for lab in labels])
     logits = float(clap.logit_scale) * (a @ t.T)
     if multilabel:
         return 1.0 / (1.0 + np.exp(-logits))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthio_ray.data.labels import multi_hot
+from synthio_ray.data.labels import display_label, multi_hot
 from synthio_ray.models.clap_hf import HFClap
 
 __all__ = ["finetune_clap_projection"]
@@ -89,7 +89,7 @@ def finetune_clap_projection(
     t0 = time.perf_counter()
     sets, multilabel = _label_sets(labels)
     if label_texts is None:
-        label_texts = {c: template.format(label=c) for c in sorted({v for s in sets for v in s})}
+        label_texts = {c: template.format(label=display_label(c)) for c in sorted({v for s in sets for v in s})}
     classes = list(label_texts)
     y = torch.from_numpy(multi_hot(sets, classes, _UNKNOWN))
 

@@ -250,11 +250,17 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     done0 = store.done_ids(0)
     expected = {sid: [clip_id(slugs[label_text(labs)], sid, j, 0) for j in range(a.k)]
                 for sid, labs in zip(plan["source_id"], plan["labels"])}
-    todo = plan[[any(i not in done0 for i in expected[s]) for s in plan["source_id"]]]
     report.skipped_done += len(done0)
-    if len(todo):
+    asks = 1 if a.captions == "template" else a.caption_asks
+    for ask in range(asks):
+        # every gold clip with a slot not done; the writer replays the earlier asks from the LLM cache and
+        # asks only for the slots they left empty (rows already done are filtered out of the stream)
+        done = store.done_ids(0) if ask else done0
+        todo = plan[[any(i not in done for i in expected[s]) for s in plan["source_id"]]]
+        if not len(todo):
+            break
         writer = (CaptionWriter, dict(cfg=cfg, cache_dir=cache, pools=pools, slugs=slugs, domain=prepared.domain,
-                                      chat_model=chat_model), done0)
+                                      chat_model=chat_model, ask=ask, final=ask == asks - 1), done)
         _stream(cfg, store, 0, todo.drop(columns=["path"]), writer, out, t2a_path, progress, report)
 
     for r in range(1, a.rounds + 1):

@@ -24,8 +24,9 @@ import pandas as pd
 
 from synthio_ray.config import Config
 from synthio_ray.data.audio import AudioError, load_audio, write_audio
+from synthio_ray.data.labels import display_labels
 from synthio_ray.ids import chain_id, clip_id, clip_seed, stable_hash, stable_int
-from synthio_ray.prompts.parse import ask_json, caption_check
+from synthio_ray.prompts.parse import ask_json, caption_check, caption_problem
 from synthio_ray.prompts.templates import (COMPONENTS_SCHEMA, MAX_CAPTION_WORDS, MIXCAP_SCHEMA,
                                            PROMPT_VERSION, REFLECT_SCHEMA, components_messages,
                                            mixcap_messages, reflect_messages, template_caption)
@@ -41,7 +42,8 @@ CLIP_COLUMNS = ["id", "chain_id", "source_id", "source_path", "label", "labels",
 
 
 def label_text(labels: Any) -> str:
-    """The text a row is generated and scored for: its label, or its labels joined (multi-label)."""
+    """A row's label key: its raw label, or its raw labels joined (multi-label). Keys pools and slugs;
+    what the models read is ``display_labels(labels)``."""
     labs = list(labels) if not isinstance(labels, str) else [labels]
     return " and ".join(labs)
 
@@ -201,7 +203,7 @@ class ComponentExtractor(_LLMStage):
     schema = COMPONENTS_SCHEMA
 
     def prompts(self, df: pd.DataFrame) -> tuple[list[tuple | None], list[Any]]:
-        items = [(sid, components_messages(label_text(labs), cap), None) if isinstance(cap, str) and cap else None
+        items = [(sid, components_messages(display_labels(labs), cap), None) if isinstance(cap, str) and cap else None
                  for sid, labs, cap in zip(df["id"], df["labels"], df["gold_caption"])]
         return items, [None] * len(df)
 
@@ -278,58 +280,96 @@ def _clip_row(cfg: Config, gold: dict, slug: str, caption_index: int, round_: in
 
 
 class CaptionWriter(_LLMStage):
-    """Gold rows (with events/scenes) -> k caption rows each, round 0 (MixCap, LLM-only or template).
+    """Gold rows (with events/scenes) -> caption rows of round 0 (MixCap, LLM-only or template).
 
-    ``pools``: label text -> (events, scenes) pooled over that label's gold clips; ``slugs``: label
-    text -> file-name-safe slug; ``domain``: what the dataset's sounds are.
+    Captions are checked one by one (:func:`caption_problem`); the valid ones fill the clip's slots in
+    order. Ask ``ask`` (0-based, of ``augment.caption_asks``) asks only for the slots the earlier asks,
+    replayed from the answer cache, left empty; it emits rows for the captions it adds, and with
+    ``final`` the template caption for every slot still empty (``template_fallback``, with the reasons).
+    ``pools``: label key -> (events, scenes) pooled over that label's gold clips; ``slugs``: label key ->
+    file-name-safe slug; ``domain``: what the dataset's sounds are.
     """
 
     stage = "mixcap"
 
     def __init__(self, cfg: Config, cache_dir: str | Path, pools: dict, slugs: dict, domain: str,
-                 chat_model: Any = None):
+                 chat_model: Any = None, ask: int = 0, final: bool = True):
         super().__init__(cfg, cache_dir, chat_model)
         self.pools, self.slugs, self.domain = pools, slugs, domain
         self.mode, self.k = cfg.augment.captions, cfg.augment.k
+        self.ask_index, self.final = ask, final
 
     schema = MIXCAP_SCHEMA
 
+    def _item(self, g: dict, comp: dict, written: list[str], ask: int) -> tuple:
+        """Ask ``ask``'s request: its own key (so its own seed and cache entry) and the captions kept so far."""
+        shown = display_labels(g["labels"])
+        key = g["source_id"] if ask == 0 else f"{g['source_id']}#ask{ask}"
+        return (key, mixcap_messages(shown, self.domain, comp["events"], comp["scenes"], self.k - len(written),
+                                     written), caption_check(shown, MAX_CAPTION_WORDS))
+
+    def _take(self, g: dict, written: list[str], ans: dict | None) -> tuple[list[str], list[str]]:
+        """The valid new captions of an answer (at most the slots left) and why the others were dropped."""
+        if ans is None or ans["value"] is None:
+            return [], [(ans or {}).get("error") or "no answer"]
+        shown, new, problems = display_labels(g["labels"]), [], []
+        seen = {c.strip().lower() for c in written}
+        for c in ans["value"]["captions"]:
+            why = caption_problem(c, shown, MAX_CAPTION_WORDS)
+            if why is None and c.strip().lower() in seen:
+                why = f"repeats a caption: {c[:80]!r}"
+            if why is None and len(written) + len(new) < self.k:
+                new.append(c.strip())
+                seen.add(c.strip().lower())
+            elif why is not None:
+                problems.append(why)
+        return new, problems
+
     def prompts(self, df: pd.DataFrame) -> tuple[list[tuple | None], list[Any]]:
         a = self.cfg.augment
-        items, offered = [], []
+        items, states = [], []
         for g in df.to_dict("records"):
-            lab = label_text(g["labels"])
-            ev, sc = self.pools.get(lab, ([], [])) if self.mode == "mixcap" else ([], [])
+            ev, sc = self.pools.get(label_text(g["labels"]), ([], [])) if self.mode == "mixcap" else ([], [])
             rng = np.random.default_rng(stable_int("mixcap-subsample", self.cfg.seed, g["source_id"]))
             comp = {"events": _subsample(list(ev), a.component_fraction, rng),
                     "scenes": _subsample(list(sc), a.component_fraction, rng)}
-            offered.append(comp)
-            items.append(None if self.mode == "template" else
-                         (g["source_id"], mixcap_messages(lab, self.domain, comp["events"], comp["scenes"], self.k),
-                          caption_check(lab, MAX_CAPTION_WORDS)))
-        return items, offered
+            written, problems = [], []
+            if self.mode != "template":
+                for q in range(self.ask_index):          # replay the earlier asks from the cache
+                    if len(written) >= self.k:
+                        break
+                    earlier = self.cache.get(self.cache_key(self._item(g, comp, written, q)))
+                    new, problems = self._take(g, written, earlier)
+                    written += new
+            states.append({"comp": comp, "written": written, "problems": problems})
+            items.append(None if self.mode == "template" or len(written) >= self.k
+                         else self._item(g, comp, written, self.ask_index))
+        return items, states
 
     def finish(self, df: pd.DataFrame, states: list[Any], answers: list[dict | None]) -> pd.DataFrame:
         a = self.cfg.augment
         rows = []
-        for g, comp, ans in zip(df.to_dict("records"), states, answers):
-            lab = label_text(g["labels"])
-            slug = self.slugs[lab]
-            fallback = template_caption(lab, a.template)
-            if ans is None:
-                caps, err, source = [], None, "template"
+        for g, st, ans in zip(df.to_dict("records"), states, answers):
+            slug = self.slugs[label_text(g["labels"])]
+            comp, written = st["comp"], st["written"]
+            if self.mode == "template":
+                new, problems = [template_caption(display_labels(g["labels"]), a.template)] * self.k, []
+                source = "template"
+            elif len(written) >= self.k:
+                continue
             else:
-                caps = list(ans["value"]["captions"][:self.k]) if ans["value"] else []
-                err = ans["error"] if ans["value"] is None else (
-                    None if len(caps) == self.k else f"the LLM gave {len(caps)} of {self.k} captions")
+                new, problems = self._take(g, written, ans)
                 source = self.mode
-            for j in range(self.k):
-                if j < len(caps):
-                    rows.append(_clip_row(self.cfg, g, slug, j, 0, caps[j], source, None, comp, self.model_id))
-                else:
-                    src = "template" if ans is None else "template_fallback"
-                    rows.append(_clip_row(self.cfg, g, slug, j, 0, fallback, src, err, comp,
-                                          None if ans is None else self.model_id))
+            for j, cap in enumerate(new, start=len(written)):
+                rows.append(_clip_row(self.cfg, g, slug, j, 0, cap, source,
+                                      None, comp, None if source == "template" else self.model_id))
+            if self.final and source != "template":
+                err = (f"after {self.ask_index + 1} asks the LLM gave {len(written) + len(new)} of {self.k} "
+                       f"usable captions; last problems: {'; '.join(problems)[:400]}")
+                for j in range(len(written) + len(new), self.k):
+                    rows.append(_clip_row(self.cfg, g, slug, j, 0, template_caption(display_labels(g["labels"]),
+                                                                                     a.template),
+                                          "template_fallback", err, comp, self.model_id))
         return pd.DataFrame(rows, columns=CLIP_COLUMNS)
 
 
@@ -353,21 +393,21 @@ class Reflector(_LLMStage):
         for r in df.to_dict("records"):
             lab = label_text(r["labels"])
             ev, sc = self.accepted.get(lab, ([], []))
-            items.append((r["id"], reflect_messages(lab, self.domain, r["caption"], list(ev), list(sc)),
-                          caption_check(lab, MAX_CAPTION_WORDS, key="caption")))
+            shown = display_labels(r["labels"])
+            items.append((r["id"], reflect_messages(shown, self.domain, r["caption"], list(ev), list(sc)),
+                          caption_check(shown, MAX_CAPTION_WORDS, key="caption")))
         return items, [None] * len(df)
 
     def finish(self, df: pd.DataFrame, states: list[Any], answers: list[dict | None]) -> pd.DataFrame:
         rows = []
         for r, ans in zip(df.to_dict("records"), answers):
-            lab = label_text(r["labels"])
             gold = {"source_id": r["source_id"], "source_path": r["source_path"], "label": r["label"],
                     "labels": list(r["labels"]), "seconds": r["seconds"]}
             comp = json.loads(r["components"]) if isinstance(r["components"], str) else {}
             if ans is not None and ans["value"] is not None:
                 caption, source, err = ans["value"]["caption"], "reflection", None
             else:
-                caption = template_caption(lab, self.cfg.augment.template)
+                caption = template_caption(display_labels(r["labels"]), self.cfg.augment.template)
                 source, err = "reflection_fallback", (ans or {}).get("error")
             rows.append(_clip_row(self.cfg, gold, r["label_slug"], int(r["caption_index"]), self.round, caption,
                                   source, err, comp, self.model_id, parent_id=r["id"]))
@@ -471,7 +511,7 @@ class Scorer:
                 idx.append(i)
             except AudioError as e:
                 errors[i] = f"generated audio unreadable: {e}"
-        texts = [c.text_template.format(label=label_text(df["labels"][i])) for i in idx]
+        texts = [c.text_template.format(label=display_labels(df["labels"][i])) for i in idx]
 
         def score(rows: list[int]) -> list[float]:
             pos = [idx.index(i) for i in rows]

@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 import jsonschema
 
-__all__ = ["parse_reply", "ParsedReply", "ask_json", "caption_check", "word_count"]
+__all__ = ["parse_reply", "ParsedReply", "ask_json", "caption_check", "caption_problem", "word_count",
+           "CAPTION_SLACK"]
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 
@@ -83,21 +84,37 @@ def word_count(text: str) -> int:
     return len(re.findall(r"\S+", text))
 
 
+CAPTION_SLACK = 1.2   # captions may run 20 % over the prompt's word limit: LLMs count loosely
+_FILLER = {"a", "an", "and", "the", "of", "or", "in", "on", "with"}
+
+
+def caption_problem(caption: Any, label: str, max_words: int) -> str | None:
+    """Why one caption is unusable, or None. It must name every content word of ``label`` as a whole
+    word (case-insensitive; a plural "s"/"es" is allowed: "cats" names "cat", "scattered" does not) and
+    have at most ``max_words * CAPTION_SLACK`` words."""
+    if not isinstance(caption, str) or not caption.strip():
+        return "empty caption"
+    low = caption.lower()
+    for w in re.findall(r"[a-z0-9]+", label.lower()):
+        if w not in _FILLER and not re.search(rf"\b{re.escape(w)}(?:e?s)?\b", low):
+            return f"caption does not name the label '{label}': {caption[:80]!r}"
+    n, limit = word_count(caption), int(max_words * CAPTION_SLACK)
+    if n > limit:
+        return f"caption has {n} words (limit {max_words}, {limit} with slack): {caption[:80]!r}"
+    return None
+
+
 def caption_check(label: str, max_words: int, key: str = "captions") -> Callable[[Any], str | None]:
-    """A ``check`` for caption answers: each caption names the label (case-insensitive, all of its
-    words) and stays within ``max_words`` (with 60% slack: LLMs count loosely)."""
-    words = [w for w in re.findall(r"[a-z0-9]+", label.lower()) if w]
-    limit = int(max_words * 1.6)
+    """A ``check`` for caption answers. ``key="caption"`` (one caption): that caption must pass
+    :func:`caption_problem`. ``key="captions"`` (a list): at least one must pass; the caller keeps the
+    ones that do and asks again for the rest."""
 
     def check(value: Any) -> str | None:
         caps = value[key] if isinstance(value[key], list) else [value[key]]
-        for c in caps:
-            low = c.lower()
-            if words and not all(w in low for w in words):
-                return f"caption does not name the label '{label}': {c[:80]!r}"
-            if word_count(c) > limit:
-                return f"caption has {word_count(c)} words (limit {max_words}): {c[:80]!r}"
-        return None
+        problems = [caption_problem(c, label, max_words) for c in caps]
+        if caps and any(p is None for p in problems):
+            return None
+        return problems[0] if problems else "no caption"
 
     return check
 

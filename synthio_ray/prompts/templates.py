@@ -18,7 +18,7 @@ __all__ = ["PROMPT_VERSION", "SYSTEM", "COMPONENTS_SCHEMA", "MIXCAP_SCHEMA", "RE
            "components_messages", "mixcap_messages", "reflect_messages", "template_caption",
            "MAX_CAPTION_WORDS"]
 
-PROMPT_VERSION = "synthio-ray-prompts-v1"
+PROMPT_VERSION = "synthio-ray-prompts-v2"
 MAX_CAPTION_WORDS = 25
 
 SYSTEM = ("You help build training data for an audio classifier. You write and analyse short "
@@ -71,15 +71,20 @@ def components_messages(label: str, caption: str) -> list[dict]:
         f"Answer as JSON: {json.dumps({'events': ['...'], 'scenes': ['...']})}")
 
 
-def mixcap_messages(label: str, domain: str, events: list[str], scenes: list[str], n: int) -> list[dict]:
-    """Prompt 2: ``n`` new captions for ``label`` built mostly from the given events and scenes."""
+def mixcap_messages(label: str, domain: str, events: list[str], scenes: list[str], n: int,
+                    written: list[str] | None = None) -> list[dict]:
+    """Prompt 2: ``n`` new captions for ``label`` built mostly from the given events and scenes;
+    ``written``: captions already kept for this clip, which the new ones must differ from."""
     ev = "; ".join(events) if events else "(none collected)"
     sc = "; ".join(scenes) if scenes else "(none collected)"
+    more = "" if not written else ("Captions already written for this label (write different ones):\n"
+                                   + "".join(f"- {c}\n" for c in written) + "\n")
     return _msgs(
         f"We need {n} new, varied captions for recordings of the sound class '{label}' in a "
         f"dataset of {domain}. A text-to-audio model will turn each caption into a clip.\n"
         f"Sound events heard around '{label}' in real recordings: {ev}\n"
         f"Scenes those recordings come from: {sc}\n\n"
+        f"{more}"
         "Rules for every caption:\n"
         f"- '{label}' is named and is clearly the main sound;\n"
         "- combine mostly the events and scenes above, and add at most one or two new plausible ones;\n"

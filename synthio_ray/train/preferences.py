@@ -30,7 +30,7 @@ import pandas as pd
 
 from synthio_ray.config import Config
 from synthio_ray.data.audio import AudioError, load_audio, write_audio
-from synthio_ray.data.labels import label_slugs
+from synthio_ray.data.labels import display_labels, label_slugs
 from synthio_ray.ids import stable_hash, stable_int
 from synthio_ray.models.paths import resolve_model_path
 from synthio_ray.pipeline.stages import Synthesizer, label_text
@@ -85,7 +85,7 @@ def _winners(cfg: Config, gold: pd.DataFrame, folder: Path, slugs: dict, fmt: tu
         seconds = float(min(max(float(g["seconds"]), 0.1), max_seconds))
         rel = Path("winners") / slugs[lab] / f"{slugs[lab]}-{stable_hash('winner', g['source_id'])}.flac"
         rec = {"source_id": g["source_id"], "label": g["label"], "labels": list(g["labels"]),
-               "label_slug": slugs[lab], "caption": template_caption(lab, cfg.align.template), "seconds": seconds,
+               "label_slug": slugs[lab], "caption": template_caption(display_labels(g["labels"]), cfg.align.template), "seconds": seconds,
                "winner_path": rel.as_posix(), "winner_source_path": g["source_path"], "status": "ok", "error": None}
         try:
             if not (folder / rel).is_file():
