@@ -38,6 +38,7 @@ class PrepareReport:
     per_label: dict[str, dict[str, int]]        # label -> output name -> rows
     reasons: dict[str, int]                     # quarantine reason (first words) -> rows
     notes: list[str] = field(default_factory=list)
+    labels_without_train_clip: list[str] = field(default_factory=list)   # n below the number of labels
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -96,7 +97,8 @@ def prepare_dataset(cfg: Config, out: str | Path) -> PrepareReport:
     labels = sorted({lab for r in good for lab in r["labels"]})
     missing = [lab for lab in labels if not any(lab in r["labels"] for r in train)]
     if missing:
-        notes.append(f"labels with no clip in the train split: {', '.join(missing)}")
+        notes.append(f"{len(missing)} of {len(labels)} labels have no clip in the train split (n={d.n}; the "
+                     f"rarest labels are covered first): {', '.join(missing)}")
     for name, rs in outputs.items():
         write_rows(out / f"{name}.parquet", rs, multilabel, quarantine=(name == "quarantine"))
     slugs = label_slugs(labels)
@@ -109,7 +111,8 @@ def prepare_dataset(cfg: Config, out: str | Path) -> PrepareReport:
         out=out, source=str(d.source or "embedded"), layout=src.layout, domain=src.domain,
         multilabel=multilabel, labels=labels, inputs=len(rows),
         counts={name: len(rs) for name, rs in outputs.items()}, per_label=per_label,
-        reasons=dict(Counter(_reason_kind(r["error"]) for r in quarantine).most_common()), notes=notes)
+        reasons=dict(Counter(_reason_kind(r["error"]) for r in quarantine).most_common()), notes=notes,
+        labels_without_train_clip=missing)
     total = sum(report.counts.values())
     if total != report.inputs:  # a bug, not a user error: never let it pass silently
         raise AssertionError(f"row accounting broken: {report.inputs} in, {total} out")
