@@ -3,16 +3,17 @@
     python jobs/grid.py [--config FILE] [--out DIR] [--datasets A,B] [--ns 50,100] [--methods gold,noise,...]
                         [--seeds 0,1,2] [key=value ...]
 
-With no arguments: the embedded dataset, n=50, rows gold, noise, specaugment, synthetic, seeds 0 and 1,
+With no arguments: the embedded dataset, n=50, rows gold, noise, specaugment, wo_dpo, seeds 0 and 1,
 plus the zero-shot CLAP row (about ten minutes on 2 CPU cores). configs/grid_paper.yaml is the paper's
 full grid for a GPU cluster.
 
-Rows: baselines gold, noise, pitch, specaugment, audiomentations, retrieval; synthesis variants synthetic
-(augment job as configured, un-aligned T2A), synthio (DPO-aligned T2A via the align job), vanilla_syn
-(template captions, no DPO), vanilla_llm (LLM captions, no DPO) and the ablations w_template, w_erm,
-wo_reflection, wo_mixcap, wo_dpo, wo_clap; <variant>+<classic|retrieval> (combinations);
-<variant>_only (synthetic clips alone, Table 3). Datasets: embedded, a dataset folder or manifest
-(data.source), or a YAML file with a data section; name=VALUE names the column.
+Rows: baselines gold, noise, pitch, specaugment, audiomentations, retrieval (needs
+train_classifier.retrieval_pool, an outside pool), retrieval_in_domain; synthesis variants synthio
+(DPO-aligned T2A via the align job), vanilla_syn (template captions) and vanilla_llm (LLM captions):
+plain generation, no reflection, no CLAP filter, and the ablations w_template, w_erm, wo_reflection,
+wo_mixcap, wo_dpo, wo_clap (each row's switches: README, grid section); <variant>+<classic|retrieval>
+(combinations); <variant>_only (synthetic clips alone, Table 3). Datasets: embedded, a dataset folder
+or manifest (data.source), or a YAML file with a data section; name=VALUE names the column.
 
 Writes OUT/table.md (paper layout: mean ± std over seeds with the relative gain over gold-only, the
 zero-shot CLAP row, the section-6 analyses of every synthetic set), OUT/table.csv, OUT/results.csv,

@@ -4,9 +4,10 @@
                                     [--epochs N] [--workers W] [key=value ...]
 
 Methods (the paper's baselines): gold, noise, pitch, specaugment, audiomentations, retrieval (CLAP-nearest
-clips of an unlabelled pool, train_classifier.retrieval_pool), synthetic (the accepted clips of each
+clips of an outside unlabelled pool, train_classifier.retrieval_pool: required), retrieval_in_domain (the
+same from the prepared set's own pool split), synthetic (the accepted clips of each
 --synthetic output; train_classifier.synthetic_k / synthetic_threshold select a (k, p) subset),
-synthetic_only (paper Table 3), and synthetic+<noise|pitch|specaugment|audiomentations|retrieval>.
+synthetic_only (paper Table 3), and synthetic+<noise|pitch|specaugment|audiomentations|retrieval[_in_domain]>.
 Without --data the embedded default is prepared into OUT/prepared. Writes OUT/metrics.json (test
 accuracy, macro-F1, mAP for multi-label sets, per-class accuracy, the validation curve, the selected
 epoch, seed, what data went in, zero-shot CLAP on test), OUT/model (the selected weights) and

@@ -272,6 +272,10 @@ class AugmentConfig:
                         "(LLM captions from the label only: '+LLM Caps' / 'w/o MixCap'), template (\"Sound of "
                         "a {label}\": 'Vanilla Syn. Aug.')", choices=CAPTION_MODES)
     template: str = opt("Sound of a {label}", "template caption (and the fallback when the LLM fails)")
+    caption_asks: int = opt(3, "LLM asks per gold clip for its k captions: the first asks for k, each later one "
+                            "only for those still missing (captions that miss the label or run long are "
+                            "dropped one by one); slots still empty after the last ask get the template "
+                            "caption (caption_source template_fallback)", ge=1, le=10)
     component_fraction: float = opt(0.75, "share of a label's pooled events/scenes shown to MixCap (paper: 75%)",
                                     gt=0.0, le=1.0)
     clap_filter: bool = opt(True, "filter with CLAP (false = accept every clip: 'w/o CLAP filter')")
@@ -326,9 +330,9 @@ class AlignConfig:
         return []
 
 
-CLASSIFIER_METHODS = ("gold", "noise", "pitch", "specaugment", "audiomentations", "retrieval", "synthetic",
-                      "synthetic_only", "synthetic+noise", "synthetic+pitch", "synthetic+specaugment",
-                      "synthetic+audiomentations", "synthetic+retrieval")
+CLASSIFIER_METHODS = ("gold", "noise", "pitch", "specaugment", "audiomentations", "retrieval", "retrieval_in_domain",
+                      "synthetic", "synthetic_only", "synthetic+noise", "synthetic+pitch", "synthetic+specaugment",
+                      "synthetic+audiomentations", "synthetic+retrieval", "synthetic+retrieval_in_domain")
 
 
 @dataclass
@@ -339,16 +343,18 @@ class ClassifierTrainConfig:
                               "embedded default into OUT/prepared", path="dir")
     synthetic: list[str] = opt(factory=list, help="augmentation outputs (jobs/augment.py --out) whose accepted "
                                "clips join the training set")
-    method: Optional[str] = opt(None, "gold, noise, pitch, specaugment, audiomentations, retrieval, synthetic, "
-                                "synthetic_only, synthetic+<classic or retrieval>; null = synthetic when "
+    method: Optional[str] = opt(None, "gold, noise, pitch, specaugment, audiomentations, retrieval (from "
+                                "retrieval_pool), retrieval_in_domain (from the dataset's own pool split), "
+                                "synthetic, synthetic_only, synthetic+<classic or retrieval>; null = synthetic when "
                                 "synthetic outputs are given, else gold")
     synthetic_k: Optional[int] = opt(None, "use only the first k captions of each gold clip (null = all)", ge=1)
     synthetic_threshold: Optional[float] = opt(None, "CLAP threshold p: per caption chain, the first round "
                                                "scoring >= p (null = the augmentation job's own decisions)")
     copies: int = opt(2, "augmented copies per gold clip for the classic methods", ge=1, le=50)
-    retrieval_pool: Optional[str] = opt(None, "retrieval: unlabelled pool, a folder of audio files or a "
-                                        "prepared dataset (null = the prepared dataset's pool split, "
-                                        "labels dropped)", path="dir")
+    retrieval_pool: Optional[str] = opt(None, "retrieval: the outside pool it retrieves from (the paper: "
+                                        "AudioSet), a folder of audio files or a prepared dataset from another "
+                                        "source; required by method retrieval (retrieval_in_domain uses the "
+                                        "prepared dataset's own pool split, labels dropped)", path="dir")
     retrieval_n: int = opt(2, "retrieval: CLAP-nearest pool clips added per gold clip", ge=1)
     background_noise: Optional[str] = opt(None, "noise: folder of background recordings (null = Gaussian "
                                           "noise)", path="dir")
@@ -415,7 +421,7 @@ class GridConfig:
                               "folder or manifest (data.source), a YAML config whose data section applies, or "
                               "SOURCE@CONFIG.yaml (e.g. esc50=/data/ESC-50-master@configs/esc50.yaml)")
     ns: list[int] = opt(factory=lambda: [50], help="small-set sizes n (paper: 50, 100, 200, 500)")
-    methods: list[str] = opt(factory=lambda: ["gold", "noise", "specaugment", "synthetic"],
+    methods: list[str] = opt(factory=lambda: ["gold", "noise", "specaugment", "wo_dpo"],
                              help="rows: classifier methods and the synthesis variants (see jobs/grid.py --help)")
     seeds: list[int] = opt(factory=lambda: [0, 1], help="training seeds per cell (paper: 3 runs)")
     backend: str = opt("local", "local (the classifier loop runs inside the trial) or ray_train (each trial "

@@ -14,13 +14,12 @@ from classifier_helpers import DEFAULT, REPO, TINY, tiny_setup
 from synthio_ray.augment import CLASSIC_METHODS, make_augmentation
 from synthio_ray.augment.retrieval import assign, nearest, retrieve
 from synthio_ray.config import load_config
-from synthio_ray.data.audio import write_audio
+from synthio_ray.data.audio import load_audio, write_audio
 from synthio_ray.evaluate.metrics import classification_metrics
 from synthio_ray.models.base import AudioTextModel
 from synthio_ray.train import classifier as clf
 from synthio_ray.train.classifier_data import METHODS, FeatureSet, parse_method
 from synthio_ray.train.classifier_run import resolve_recipe, run_train_classifier
-from synthio_ray.train.synthetic import load_synthetic, select_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -275,18 +274,66 @@ def test_recipe_defaults():
 
 # ------------------------------------------------------------------------------------ methods end to end
 
+class OracleClap(AudioTextModel):
+    """A stand-in CLAP that knows each prepared clip (by its samples) and embeds it as the one-hot of its
+    label, except that pool and test clips of the first two labels are embedded as each other's label.
+    Texts: ``"Sound of a {label}"`` -> that label's one-hot. So retrieval (n=1) takes a wrong-label pool
+    clip for exactly the train clips of those two labels, and zero-shot gets exactly their test clips
+    wrong: both rates are known in advance."""
+
+    model_id = "oracle-clap"
+    sample_rate = 16000
+
+    def __init__(self, prepared: Path):
+        self.labels = json.loads((prepared / "labels.json").read_text())["labels"]
+        swap = {self.labels[0]: self.labels[1], self.labels[1]: self.labels[0]}
+        self.known = {}
+        for split in ("train", "val", "test", "pool"):
+            frame = pd.read_parquet(prepared / f"{split}.parquet")
+            for path, lab in zip(frame["path"], frame["label"]):
+                shown = swap.get(lab, lab) if split in ("pool", "test") else lab
+                self.known[self._key(load_audio(path, self.sample_rate)[0])] = self.labels.index(shown)
+
+    @staticmethod
+    def _key(wave):
+        return np.asarray(wave, np.float32)[:8000].tobytes()
+
+    def embed_audio(self, waves, sample_rate):
+        assert sample_rate == self.sample_rate
+        return np.eye(len(self.labels), dtype=np.float32)[[self.known[self._key(w)] for w in waves]]
+
+    def embed_text(self, texts):
+        return np.eye(len(self.labels), dtype=np.float32)[[[f"Sound of a {x}" for x in self.labels].index(t)
+                                                           for t in texts]]
+
+
 def test_every_method_trains_and_writes_metrics(tiny, tmp_path):
-    gold = len(pd.read_parquet(tiny["prep"] / "train.parquet"))
-    selected = len(select_synthetic(load_synthetic(tiny["syn"])))
+    train = pd.read_parquet(tiny["prep"] / "train.parquet")
+    test_labels = pd.read_parquet(tiny["prep"] / "test.parquet")["label"]
+    gold = len(train)
+    manifest = pd.read_parquet(tiny["syn"] / "manifest.parquet")
+    selected = int((manifest["status"] == "accepted").sum())  # the job's own decision (k, p unset)
+    assert 0 < selected < len(manifest)
+    oracle = OracleClap(tiny["prep"])
+    swapped = set(oracle.labels[:2])
+    expected_agreement = float((~train["label"].isin(swapped)).mean())   # 6 of 8 labels: 0.75
     expected = {"gold": {"gold": gold}, "synthetic": {"gold": gold, "synthetic": selected},
                 "synthetic_only": {"synthetic": selected}, "retrieval": {"gold": gold, "retrieval": gold}}
     for method in METHODS:
+        # "retrieval" needs an outside pool: the prepared set's own pool split stands in for one here
+        # (retrieval_in_domain takes that split by itself)
         m = run_train_classifier(cfg_for(tiny, f"train_classifier.method={method}", "train_classifier.epochs=1",
-                                         "train_classifier.retrieval_n=1"), tmp_path / method.replace("+", "_"),
-                                 log=lambda s: None)
+                                         "train_classifier.retrieval_n=1", f"train_classifier.retrieval_pool={tiny['prep']}"),
+                                 tmp_path / method.replace("+", "_"), log=lambda s: None, clap=oracle)
         saved = json.loads((tmp_path / method.replace("+", "_") / "metrics.json").read_text())
         assert saved["method"] == method and saved["metric"] == "accuracy" and len(saved["val_curve"]) == 1
-        assert 0 <= saved["test"]["accuracy"] <= 1 and set(saved["test"]["per_class_accuracy"]) == set(saved["data"]["labels"])
+        per_class = saved["test"]["per_class_accuracy"]
+        assert set(per_class) == set(saved["data"]["labels"]) and saved["test"]["n"] == len(test_labels)
+        # scored on the test split: the accuracy is the clip-weighted mean of the per-class accuracies, a
+        # whole number of the test clips
+        n_right = sum(per_class[lab] * n for lab, n in test_labels.value_counts().items())
+        assert n_right == pytest.approx(round(n_right))
+        assert saved["test"]["accuracy"] == pytest.approx(n_right / len(test_labels))
         counts = saved["data"]["train_counts"]
         parts = parse_method(method)
         want = dict(expected.get(method, {}))
@@ -301,14 +348,21 @@ def test_every_method_trains_and_writes_metrics(tiny, tmp_path):
         assert counts == want, method
         assert m["data"]["val"] > 0 and m["data"]["test"] > 0
         if parts.retrieval:  # the prepared pool knows its labels: reported, never used
-            assert 0 <= m["data"]["retrieval_label_agreement"] <= 1
+            assert m["data"]["retrieval_label_agreement"] == pytest.approx(expected_agreement)
 
 
 def test_zero_shot_clap_row_and_cli_errors(tiny, tmp_path, capsys):
+    oracle = OracleClap(tiny["prep"])
     m = run_train_classifier(cfg_for(tiny, "train_classifier.method=gold", "train_classifier.epochs=1",
-                                     "train_classifier.zero_shot=true"), tmp_path / "zs", log=lambda s: None)
+                                     "train_classifier.zero_shot=true"), tmp_path / "zs", log=lambda s: None,
+                             clap=oracle)
     z = m["zero_shot_clap"]
-    assert 0 <= z["accuracy"] <= 1 and z["n"] == m["data"]["test"] and z["template"] == "Sound of a {label}"
+    test_labels = pd.read_parquet(tiny["prep"] / "test.parquet")["label"]
+    # the oracle gets exactly the test clips of the two swapped labels wrong
+    assert z["accuracy"] == pytest.approx(float((~test_labels.isin(oracle.labels[:2])).mean()))
+    assert z["per_class_accuracy"] == {lab: 0.0 if lab in oracle.labels[:2] else 1.0 for lab in oracle.labels}
+    assert z["n"] == m["data"]["test"] == len(test_labels) and z["template"] == "Sound of a {label}"
+    assert z["model"] == "oracle-clap"
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("job_train_classifier", REPO / "jobs" / "train_classifier.py")

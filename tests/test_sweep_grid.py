@@ -14,7 +14,7 @@ import pytest
 from classifier_helpers import DEFAULT, TINY, fake_augment_output, tiny_setup
 from synthio_ray.config import load_config
 from synthio_ray.evaluate.tables import aggregate, markdown_table
-from synthio_ray.experiments.grid import AlignUnavailable, parse_row, plan_cells, run_grid
+from synthio_ray.experiments.grid import SYNTH_VARIANTS, AlignUnavailable, parse_row, plan_cells, run_grid
 from synthio_ray.experiments.sweep import default_thresholds, generation_note, run_sweep
 from synthio_ray.train.synthetic import load_synthetic, select_synthetic
 
@@ -97,6 +97,13 @@ def test_grid_rows_and_cells():
     assert parse_row("synthio_only") == ("synthio", "synthetic_only")
     with pytest.raises(ValueError, match="unknown grid row"):
         parse_row("synthio+bogus")
+    for retired in ("synthetic", "synthetic+noise", "synthetic_only"):   # one row, one meaning: was wo_dpo
+        with pytest.raises(ValueError, match="same configuration as wo_dpo"):
+            parse_row(retired)
+    # every synthesis row is a distinct configuration, and pins the switches it is about
+    configs = {v: (obj, tuple(sorted(sw.items()))) for v, (obj, sw) in SYNTH_VARIANTS.items()}
+    assert len(set(configs.values())) == len(configs)
+    assert all({"augment.captions", "augment.clap_filter"} <= set(sw) for _, sw in SYNTH_VARIANTS.values())
     cells = plan_cells(["gold", "synthio"], [("a", {}), ("b", {})], [50, 100], [0, 1, 2])
     assert len(cells) == 2 * 2 * 2 * 3 and len({c["id"] for c in cells}) == len(cells)
 
@@ -162,13 +169,13 @@ def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
     def no_align(cfg, out, objective):
         raise AlignUnavailable("no align job in this test")
 
-    cfg = load_config(DEFAULT, TINY + FAST + ["grid.methods=[gold,noise,synthetic,synthio]", "grid.seeds=[0,1]",
+    cfg = load_config(DEFAULT, TINY + FAST + ["grid.methods=[gold,noise,wo_dpo,synthio]", "grid.seeds=[0,1]",
                                               "grid.ns=[16]"])
     report = run_grid(cfg, tmp_path, log=lambda s: None, align_fn=no_align)
-    assert made == ["mixcap"]  # one generation for the synthetic row; synthio needed an alignment
+    assert made == ["mixcap"]  # one generation for the wo_dpo row; synthio needed an alignment
     cells = pd.read_csv(tmp_path / "table.csv").set_index("method")
-    assert list(cells.index) == ["gold", "noise", "synthetic", "synthio", "zero-shot CLAP"]
-    assert cells.loc["gold", "runs"] == 2 and cells.loc["synthetic", "runs"] == 2 and cells.loc["synthio", "runs"] == 0
+    assert list(cells.index) == ["gold", "noise", "wo_dpo", "synthio", "zero-shot CLAP"]
+    assert cells.loc["gold", "runs"] == 2 and cells.loc["wo_dpo", "runs"] == 2 and cells.loc["synthio", "runs"] == 0
     runs = pd.read_csv(tmp_path / "results.csv")
     gold = runs[runs["method"] == "gold"]["value"]
     assert cells.loc["gold", "mean"] == pytest.approx(gold.mean()) and cells.loc["gold", "std"] == pytest.approx(gold.std(ddof=1))
@@ -177,17 +184,17 @@ def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
     md = (tmp_path / "table.md").read_text()
     assert "| Method | embedded (n=16) |" in md and "| synthio | n/a |" in md
     assert "synthio, embedded (n=16): align (dpo) unavailable: no align job in this test" in md
-    assert "| zero-shot CLAP |" in md and "## Analyses of the synthetic sets" in md
+    assert "| zero-shot CLAP |" in md and "## Analyses of the synthetic sets" in md and "Leakage: Stable Audio" in md
     assert (tmp_path / "grid.png").is_file()
-    a = json.loads((tmp_path / "analysis" / "embedded-n16-synthetic" / "analysis.json").read_text())
-    fake = pd.read_parquet(tmp_path / "synthetic" / "embedded-n16-synthetic" / "manifest.parquet")
+    a = json.loads((tmp_path / "analysis" / "embedded-n16-wo_dpo" / "analysis.json").read_text())
+    fake = pd.read_parquet(tmp_path / "synthetic" / "embedded-n16-wo_dpo" / "manifest.parquet")
     assert a["synthetic_clips"] == (fake["status"] == "accepted").sum()
     # the fake clips are their gold clip plus faint noise: far nearer their own gold clip than two gold clips
     # of a label are to each other (measured 2.6e-4 against 2.5e-3 in cosine distance; a wrong pairing of
     # clips to sources would not be)
     d = a["diversity"]
     assert 1 - d["gold_to_own_synthetic_mean"] < 0.3 * (1 - d["gold_same_label_mean"])
-    assert (tmp_path / "analysis" / "embedded-n16-synthetic" / "features.png").is_file()
+    assert (tmp_path / "analysis" / "embedded-n16-wo_dpo" / "features.png").is_file()
     assert report.cells is not None
 
 

@@ -2,12 +2,14 @@
 
 Rows (``grid.methods``):
 
-- classifier baselines: ``gold``, ``noise``, ``pitch``, ``specaugment``, ``audiomentations``, ``retrieval``;
-- synthesis variants (``SYNTH_VARIANTS``: the augment job's switches and the align objective):
-  ``synthetic`` (the augment job as configured, un-aligned T2A), ``synthio`` (DPO-aligned T2A), ``vanilla_syn``
-  (template captions) and ``vanilla_llm`` (LLM captions): plain generation with the un-aligned T2A, no
-  reflection, no CLAP filter; and the ablations ``w_template`` (template captions, no reflection), ``w_erm``,
-  ``wo_reflection``, ``wo_mixcap``, ``wo_dpo``, ``wo_clap``;
+- classifier baselines: ``gold``, ``noise``, ``pitch``, ``specaugment``, ``audiomentations``, ``retrieval``
+  (from ``train_classifier.retrieval_pool``, an outside pool as the paper's AudioSet; required) and
+  ``retrieval_in_domain`` (from the dataset's own undrawn clips: in-domain pseudo-labelling, not the paper's row);
+- synthesis variants (``SYNTH_VARIANTS``: the augment job's switches and the align objective; the README's
+  grid section lists each one's): ``synthio`` (DPO-aligned T2A), ``vanilla_syn`` (template captions) and
+  ``vanilla_llm`` (LLM captions): plain generation with the un-aligned T2A, no reflection, no CLAP filter;
+  and the ablations ``w_template`` (template captions, no reflection), ``w_erm``, ``wo_reflection``,
+  ``wo_mixcap``, ``wo_dpo``, ``wo_clap``;
 - ``<variant>+<noise|pitch|specaugment|audiomentations|retrieval>`` (combinations, paper A.4.6) and
   ``<variant>_only`` (training on the synthetic clips alone, Table 3).
 
@@ -37,24 +39,34 @@ from synthio_ray.config import Config, build_config, config_to_dict
 __all__ = ["run_grid", "GridReport", "SYNTH_VARIANTS", "BASELINES", "parse_row", "default_align", "AlignUnavailable",
            "plan_cells", "dataset_entries"]
 
-BASELINES = ("gold",) + CLASSIC_METHODS + ("retrieval",)
-# variant -> (align objective or None, augment overrides). The paper's generative baselines are plain
-# generation: Vanilla Syn. Aug. (template captions) and + LLM Caps run no self-reflection and no CLAP filter
-# (every clip made is used); "w/ Template Captions" removes MixCap and self-reflection and keeps DPO and
-# the CLAP filter.
+RETRIEVAL_ROWS = ("retrieval", "retrieval_in_domain")
+BASELINES = ("gold",) + CLASSIC_METHODS + RETRIEVAL_ROWS
+# variant -> (align objective or None, augment switches). Every variant pins the switches it is about, on
+# top of SYNTHIO (Synthio's own: MixCap captions and the CLAP filter; the rounds i, k and p come from the
+# config), so each row names one configuration whatever the config says. The paper's generative
+# baselines are plain generation: Vanilla Syn. Aug. (template captions) and + LLM Caps run no
+# self-reflection and no CLAP filter (every clip made is used); "w/ Template Captions" removes MixCap and
+# self-reflection and keeps DPO and the CLAP filter.
+SYNTHIO = {"augment.captions": "mixcap", "augment.clap_filter": True}
+PLAIN = {"augment.rounds": 0, "augment.clap_filter": False}
 SYNTH_VARIANTS: dict[str, tuple[str | None, dict]] = {
-    "synthetic": (None, {}),
-    "synthio": ("dpo", {}),
-    "vanilla_syn": (None, {"augment.captions": "template", "augment.rounds": 0, "augment.clap_filter": False}),
-    "vanilla_llm": (None, {"augment.captions": "llm", "augment.rounds": 0, "augment.clap_filter": False}),
-    "w_template": ("dpo", {"augment.captions": "template", "augment.rounds": 0}),
-    "w_erm": ("erm", {}),
-    "wo_reflection": ("dpo", {"augment.rounds": 0}),
-    "wo_mixcap": ("dpo", {"augment.captions": "llm"}),
-    "wo_dpo": (None, {}),
-    "wo_clap": ("dpo", {"augment.clap_filter": False}),
+    "synthio": ("dpo", SYNTHIO),
+    "vanilla_syn": (None, {**SYNTHIO, "augment.captions": "template", **PLAIN}),
+    "vanilla_llm": (None, {**SYNTHIO, "augment.captions": "llm", **PLAIN}),
+    "w_template": ("dpo", {**SYNTHIO, "augment.captions": "template", "augment.rounds": 0}),
+    "w_erm": ("erm", SYNTHIO),
+    "wo_reflection": ("dpo", {**SYNTHIO, "augment.rounds": 0}),
+    "wo_mixcap": ("dpo", {**SYNTHIO, "augment.captions": "llm"}),
+    "wo_dpo": (None, SYNTHIO),
+    "wo_clap": ("dpo", {**SYNTHIO, "augment.clap_filter": False}),
 }
+RETIRED = {"synthetic": "it was the same configuration as wo_dpo (Synthio's augmentation with the un-aligned "
+                        "model): use wo_dpo, or synthio for the DPO-aligned model"}
 ZERO_SHOT = "zero-shot CLAP"
+LEAKAGE_NOTE = ("Leakage: Stable Audio Open was trained on Freesound audio, where ESC-50, UrbanSound8K and FSD50K "
+                "come from, so its clips of these datasets may echo their test clips; the paper trained its own "
+                "text-to-audio model to avoid this. Read the synthetic rows made with Stable Audio Open on these "
+                "datasets as optimistic.")
 
 AlignFn = Callable[[Config, Path, str], Path]
 
@@ -65,15 +77,18 @@ class AlignUnavailable(RuntimeError):
 
 def parse_row(row: str) -> tuple[str | None, str]:
     """A grid row -> (synthesis variant or None, classifier method). ValueError listing the valid forms."""
+    base = row.split("+")[0].removesuffix("_only")
+    if base in RETIRED:
+        raise ValueError(f"grid row {row!r}: {base!r} is not a row any more: {RETIRED[base]}")
     if row in BASELINES:
         return None, row
     if row.endswith("_only") and row[:-5] in SYNTH_VARIANTS:
         return row[:-5], "synthetic_only"
     variant, _, extra = row.partition("+")
-    if variant in SYNTH_VARIANTS and (not extra or extra in CLASSIC_METHODS + ("retrieval",)):
+    if variant in SYNTH_VARIANTS and (not extra or extra in CLASSIC_METHODS + RETRIEVAL_ROWS):
         return variant, "synthetic" + (f"+{extra}" if extra else "")
     raise ValueError(f"unknown grid row {row!r}: one of {', '.join(BASELINES)}, a synthesis variant "
-                     f"({', '.join(SYNTH_VARIANTS)}), <variant>+<{'|'.join(CLASSIC_METHODS + ('retrieval',))}> "
+                     f"({', '.join(SYNTH_VARIANTS)}), <variant>+<{'|'.join(CLASSIC_METHODS + RETRIEVAL_ROWS)}> "
                      f"or <variant>_only")
 
 
@@ -190,6 +205,10 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
     from synthio_ray.train.synthetic import load_synthetic
 
     g = cfg.grid
+    outside = [m for m in g.methods if set(m.split("+")) & {"retrieval"}]
+    if outside and not cfg.train_classifier.retrieval_pool:
+        raise ValueError(f"grid rows {', '.join(outside)} retrieve from an outside pool (the paper: AudioSet): set "
+                         "train_classifier.retrieval_pool, or use retrieval_in_domain for the dataset's own clips")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     datasets = dataset_entries(g.datasets)
@@ -267,6 +286,8 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
     table.to_csv(out / "table.csv", index=False)
     metric_names = sorted(set(metrics_of.values()))
     md = "# Grid results\n\n" + markdown_table(table, " / ".join(metric_names))
+    if any(c["variant"] for c in cells):
+        md += f"\n{LEAKAGE_NOTE}\n"
     if g.analyses and synthetic:
         md += "\n" + _analyses(cfg, out, prepared, synthetic, clap)
     (out / "table.md").write_text(md)

@@ -37,8 +37,9 @@ from synthio_ray.ids import stable_int
 __all__ = ["METHODS", "parse_method", "FeatureSet", "FeatureCache", "targets", "build_training_set",
            "featurize_split"]
 
-METHODS = (("gold", "retrieval", "synthetic", "synthetic_only") + CLASSIC_METHODS
-           + tuple(f"synthetic+{m}" for m in CLASSIC_METHODS + ("retrieval",)))
+RETRIEVAL_METHODS = ("retrieval", "retrieval_in_domain")
+METHODS = (("gold", *RETRIEVAL_METHODS, "synthetic", "synthetic_only") + CLASSIC_METHODS
+           + tuple(f"synthetic+{m}" for m in CLASSIC_METHODS + RETRIEVAL_METHODS))
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class MethodParts:
     synthetic: bool
     classic: str | None
     retrieval: bool
+    in_domain: bool = False   # retrieval from the dataset's own undrawn clips, not an outside pool
 
 
 def parse_method(name: str) -> MethodParts:
@@ -56,7 +58,8 @@ def parse_method(name: str) -> MethodParts:
     parts = set(name.split("+"))
     classic = next((p for p in parts if p in CLASSIC_METHODS), None)
     return MethodParts(gold=name != "synthetic_only", synthetic=bool(parts & {"synthetic", "synthetic_only"}),
-                       classic=classic, retrieval="retrieval" in parts)
+                       classic=classic, retrieval=bool(parts & set(RETRIEVAL_METHODS)),
+                       in_domain="retrieval_in_domain" in parts)
 
 
 def needs_synthetic(name: str) -> bool:

@@ -104,6 +104,10 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
     out.mkdir(parents=True, exist_ok=True)
     method = resolve_method(cfg)
     parts = parse_method(method)
+    if parts.retrieval and not parts.in_domain and not t.retrieval_pool:
+        raise TrainError(f"method {method!r} retrieves from an outside pool (the paper: AudioSet): set "
+                         "train_classifier.retrieval_pool to a folder of audio files or a prepared dataset from "
+                         "another source. retrieval_in_domain retrieves from this dataset's own undrawn clips.")
     if parts.synthetic and not t.synthetic:
         raise TrainError(f"method {method!r} needs synthetic clips: pass --synthetic DIR (a jobs/augment.py output)")
     missing = [d for d in t.synthetic if not (Path(d) / "manifest.parquet").is_file()]
@@ -129,7 +133,7 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
     synthetic = synthetic_rows(t.synthetic, t.synthetic_k, t.synthetic_threshold) if parts.synthetic else None
     retrieval, retrieval_info = None, {}
     if parts.retrieval:
-        pool = pool_frame(t.retrieval_pool, data_dir)
+        pool = pool_frame(None if parts.in_domain else t.retrieval_pool, data_dir)
         held_out = {str(Path(x).resolve()) for split in ("val", "test") for x in ds.split(split)["path"]}
         leaked = [str(Path(x).resolve()) in held_out for x in pool["path"]]
         if any(leaked):  # a pool clip that is also a val/test clip would leak it into training
