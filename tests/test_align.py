@@ -54,6 +54,47 @@ def test_dpo_loss_hand_computed():
     assert tie_acc.item() == 0.5 and tie_margin.item() == 0.0
 
 
+def test_the_loss_counts_the_clip_not_the_padding():
+    """A 5 s clip fills ~108 of 1024 latent frames: its error must be averaged over its own frames, so
+    beta means the same whether the window is cropped or not (not about 10x weaker uncropped)."""
+    from synthio_ray.train.dpo import per_sample_mse
+
+    g = torch.Generator().manual_seed(0)
+    clip, window = 108, 1024
+    pred, target = torch.randn(4, 64, clip, generator=g), torch.randn(4, 64, clip, generator=g)
+    own = torch.full((4,), clip)
+    cropped = per_sample_mse(pred, target, own)
+    pad = torch.zeros(4, 64, window - clip)
+    padded = per_sample_mse(torch.cat([pred, pad], 2), torch.cat([target, pad], 2), own)
+    assert torch.allclose(cropped, padded) and torch.allclose(cropped, per_sample_mse(pred, target))
+    assert per_sample_mse(torch.cat([pred, pad], 2), torch.cat([target, pad], 2)).mean() < cropped.mean() / 9
+    # frames per sample: a 2-frame sample ignores what lies after its frames
+    a = torch.tensor([[[1.0, 3.0, 100.0]]]).repeat(2, 1, 1)
+    assert per_sample_mse(a, torch.zeros_like(a), torch.tensor([2, 3])).tolist() == [5.0, pytest.approx(10010 / 3)]
+    # the same DPO loss with the window cropped or not
+    mw, ml, rw, rl = (per_sample_mse(torch.cat([x, pad], 2), torch.cat([target, pad], 2), own)
+                      for x in (pred, pred * 1.1, pred * 1.05, pred * 1.05))
+    cw, cl, crw, crl = (per_sample_mse(x, target) for x in (pred, pred * 1.1, pred * 1.05, pred * 1.05))
+    assert diffusion_dpo_loss(mw, ml, rw, rl, 2000.0)[0].item() == pytest.approx(
+        diffusion_dpo_loss(cw, cl, crw, crl, 2000.0)[0].item(), rel=1e-5)
+
+
+def test_pairs_carry_each_clips_own_loss_frames(prefs):
+    from synthio_ray.train.align_loop import LOSS_MARGIN_FRAMES, encode_pairs
+    from synthio_ray.train.t2a_model import load_alignable
+
+    cfg, folder, pairs = prefs
+    rows = pairs.head(3).to_dict("records")
+    for crop in ("true", "false"):
+        model = load_alignable(load_config(None, [f"models.t2a.path={cfg.models.t2a.path}",
+                                                  f"models.t2a.crop_latents={crop}"]), "cpu")
+        data = encode_pairs(model, rows, folder)
+        window = data["x_w"].shape[2]
+        want = [min(window, math.ceil(r["seconds"] * model.sample_rate / model.t2a.hop) + LOSS_MARGIN_FRAMES)
+                for r in rows]
+        assert data["frames"].tolist() == want and max(want) <= window
+
+
 def test_v_objective_is_what_the_pipeline_scheduler_inverts(zoo):
     from diffusers import CosineDPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
@@ -141,6 +182,20 @@ def test_dpo_toy_prefers_winners_and_leaves_the_reference_alone():
     assert (after["ref_err_w"], after["ref_err_l"]) == (before["ref_err_w"], before["ref_err_l"])
     now = {k: v for k, v in model.module.get_base_model().state_dict().items() if "lora_" not in k}
     assert set(now) == set(base) and all(torch.equal(now[k], base[k]) for k in base)
+
+
+def test_dpo_and_erm_steps_average_over_the_pairs_frames():
+    from synthio_ray.train.align_loop import dpo_step, erm_step
+
+    model, data, _ = _toy(full_finetune=False, lr=0.0)
+    f = data["x_w"].shape[2]
+    half = {**data, "frames": torch.full((16,), f // 2)}
+    for step in (lambda b: dpo_step(model, model.module, b, 2000.0, "uniform", torch.Generator().manual_seed(7)),
+                 lambda b: erm_step(model, model.module, b, "uniform", torch.Generator().manual_seed(7))):
+        with torch.no_grad():
+            full, part = step({**data, "frames": torch.full((16,), f)})[1], step(half)[1]
+            plain = step(data)[1]
+        assert full == pytest.approx(plain, rel=1e-5) and part["model_err_w"] != pytest.approx(full["model_err_w"])
 
 
 def test_full_finetune_keeps_a_frozen_reference_copy():

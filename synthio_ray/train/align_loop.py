@@ -36,6 +36,8 @@ from synthio_ray.train.dpo import diffusion_dpo_loss, pair_inputs, per_sample_ms
 __all__ = ["dpo_step", "erm_step", "encode_pairs", "train_loop_per_worker", "fingerprint", "STATE_FILE"]
 
 STATE_FILE = "state.pt"
+LOSS_MARGIN_FRAMES = 4   # latent frames past a clip's end that still count in its loss (the VAE smears the end)
+LOSS = "clip-frames-v1"  # what the per-sample error averages over (recorded in the checkpoint fingerprint)
 METRIC_KEYS = ("loss", "implicit_acc", "reward_margin", "model_err_w", "model_err_l", "ref_err_w", "ref_err_l")
 
 
@@ -49,8 +51,10 @@ def dpo_step(model: Any, module: torch.nn.Module, batch: dict, beta: float, time
     x_w, x_l, enc, glob = batch["x_w"], batch["x_l"], batch["enc"], batch["glob"]
     z, target, t, _ = pair_inputs(x_w, x_l, model.objective, timesteps, generator)
     enc2, glob2 = torch.cat([enc, enc]), torch.cat([glob, glob])
-    err = model.errors(module, z, t, enc2, glob2, target)
-    ref = model.reference_errors(z, t, enc2, glob2, target)
+    frames = batch.get("frames")
+    frames2 = None if frames is None else torch.cat([frames, frames])
+    err = model.errors(module, z, t, enc2, glob2, target, frames2)
+    ref = model.reference_errors(z, t, enc2, glob2, target, frames2)
     b = x_w.shape[0]
     loss, acc, margin = diffusion_dpo_loss(err[:b], err[b:], ref[:b], ref[b:], beta)
     e = err.detach()
@@ -69,8 +73,8 @@ def erm_step(model: Any, module: torch.nn.Module, batch: dict, timesteps: str, g
     noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
     z, target = OBJECTIVES[model.objective](x, noise, t)
     pred = model.predict(module, z, t, batch["enc"], batch["glob"])
-    err = per_sample_mse(pred, target)
-    ref = model.reference_errors(z, t, batch["enc"], batch["glob"], target)
+    err = per_sample_mse(pred, target, batch.get("frames"))
+    ref = model.reference_errors(z, t, batch["enc"], batch["glob"], target, batch.get("frames"))
     loss = err.mean()
     return loss, {"loss": loss.item(), "model_err_w": loss.item(), "ref_err_w": ref.mean().item()}
 
@@ -80,12 +84,12 @@ def fingerprint(cfg: Any, pairs_key: str | None, t2a_path: str | None = None) ->
     a = cfg.align
     return {"objective": a.objective, "beta": a.beta, "full_finetune": a.full_finetune, "lora_rank": a.lora_rank,
             "lora_alpha": a.lora_alpha, "seed": cfg.seed if a.seed is None else a.seed,
-            "t2a": t2a_path or cfg.models.t2a.path, "preferences": pairs_key}
+            "t2a": t2a_path or cfg.models.t2a.path, "preferences": pairs_key, "loss": LOSS}
 
 
 def encode_pairs(model: Any, rows: list[dict], pref_dir: Path) -> dict[str, torch.Tensor]:
-    """Pair rows -> {x_w, x_l (absent for ERM rows), enc, glob} on the model's device; each distinct
-    audio file is encoded once."""
+    """Pair rows -> {x_w, x_l (absent for ERM rows), enc, glob, frames (each pair's loss frames)} on the
+    model's device; each distinct audio file is encoded once."""
     from synthio_ray.data.audio import load_audio
 
     sr = model.sample_rate
@@ -108,6 +112,9 @@ def encode_pairs(model: Any, rows: list[dict], pref_dir: Path) -> dict[str, torc
         out["x_l"] = latents([r["loser_path"] for r in rows])
     enc, glob = model.conditioning([r["caption"] for r in rows], [r["seconds"] for r in rows])
     out["enc"], out["glob"] = enc, glob
+    # each pair's loss counts its clip's own frames (+ a small margin), not the window's padding
+    out["frames"] = torch.tensor([min(frames, model.clip_frames(r["seconds"]) + LOSS_MARGIN_FRAMES) for r in rows],
+                                 device=out["x_w"].device)
     return out
 
 

@@ -51,9 +51,17 @@ def diffusion_dpo_loss(model_err_w: torch.Tensor, model_err_l: torch.Tensor, ref
     return loss, acc, margin
 
 
-def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``(B, ...)`` prediction and target -> ``(B,)`` mean squared error over the non-batch dims (fp32)."""
-    return (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+def per_sample_mse(pred: torch.Tensor, target: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, ..., F)`` prediction and target -> ``(B,)`` mean squared error (fp32). ``frames`` ``(B,)``: each
+    sample's own latent frames; the mean is then over those frames only, so the padding after a short clip
+    does not dilute its error (a 5 s clip in a 47.5 s window weighs as it does cropped, and beta keeps
+    its meaning). Without ``frames``: the mean over every non-batch element."""
+    err = (pred.float() - target.float()).pow(2)
+    if frames is None:
+        return err.flatten(1).mean(dim=1)
+    per_frame = err.flatten(1, -2).mean(dim=1) if err.dim() > 2 else err          # (B, F)
+    keep = torch.arange(per_frame.shape[1], device=err.device)[None, :] < frames.to(err.device)[:, None]
+    return (per_frame * keep).sum(1) / keep.sum(1).clamp_min(1)
 
 
 def _bcast(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

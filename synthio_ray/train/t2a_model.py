@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 from contextlib import nullcontext
@@ -86,6 +87,10 @@ class AlignableStableAudio:
         """Latent frames of a training batch: the model's window, or (``crop_latents``) the longest clip's."""
         return max(self.t2a.latent_frames(float(s)) for s in seconds)
 
+    def clip_frames(self, seconds: float) -> int:
+        """Latent frames a clip of ``seconds`` fills (with or without ``crop_latents``)."""
+        return max(1, math.ceil(float(seconds) * self.t2a.sample_rate / self.t2a.hop))
+
     @torch.no_grad()
     def encode_audio(self, waves: list[np.ndarray], frames: int, batch_size: int = 8) -> torch.Tensor:
         """Waves ``(channels, samples)`` at ``sample_rate`` -> latents ``(B, C, frames)`` (posterior mean),
@@ -128,17 +133,18 @@ class AlignableStableAudio:
             return module(z, t, encoder_hidden_states=enc, global_hidden_states=glob, rotary_embedding=rot,
                           return_dict=False)[0]
 
-    def errors(self, module: torch.nn.Module, z, t, enc, glob, target) -> torch.Tensor:
-        """Per-sample MSE ``(B,)`` of ``module`` (the trained DiT, or its DDP wrapper) against ``target``."""
-        return per_sample_mse(self.predict(module, z, t, enc, glob), target)
+    def errors(self, module: torch.nn.Module, z, t, enc, glob, target, frames=None) -> torch.Tensor:
+        """Per-sample MSE ``(B,)`` of ``module`` (the trained DiT, or its DDP wrapper) against ``target``,
+        over each sample's own ``frames`` when given."""
+        return per_sample_mse(self.predict(module, z, t, enc, glob), target, frames)
 
     @torch.no_grad()
-    def reference_errors(self, z, t, enc, glob, target) -> torch.Tensor:
+    def reference_errors(self, z, t, enc, glob, target, frames=None) -> torch.Tensor:
         """Per-sample MSE ``(B,)`` of the frozen reference (no gradient, never updated)."""
         if self.reference is not None:
-            return per_sample_mse(self.predict(self.reference, z, t, enc, glob), target)
+            return per_sample_mse(self.predict(self.reference, z, t, enc, glob), target, frames)
         with self.module.disable_adapter():
-            return per_sample_mse(self.predict(self.module, z, t, enc, glob), target)
+            return per_sample_mse(self.predict(self.module, z, t, enc, glob), target, frames)
 
     # -- state --------------------------------------------------------------------------------------
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
