@@ -310,6 +310,10 @@ class AlignConfig:
     full_finetune: bool = opt(False, "train every DiT weight instead of LoRA adapters on its attention")
     lora_rank: int = opt(8, "LoRA rank on the DiT attention projections to_q, to_k, to_v, to_out.0", ge=1)
     lora_alpha: float = opt(8.0, "LoRA alpha (scale = alpha / rank)", gt=0.0)
+    cfg_dropout: float = opt(0.1, "share of pairs trained on the unconditional branch (text conditioning "
+                             "zeroed as the pipeline's, no negative prompt): the same draw for winner, loser "
+                             "and reference, so classifier-free guidance at generation amplifies a trained "
+                             "unconditional prediction (the authors' trainer: 0.1)", ge=0.0, le=1.0)
     timesteps: str = opt("uniform", "training timestep draw in [0, 1]: uniform or logit_normal "
                          "(sigmoid of a standard normal)", choices=("uniform", "logit_normal"))
     precision: str = opt("auto", "auto (bf16 autocast on GPU, fp32 on CPU), float32 or bfloat16 (autocast); "

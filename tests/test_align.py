@@ -198,6 +198,28 @@ def test_dpo_and_erm_steps_average_over_the_pairs_frames():
         assert full == pytest.approx(plain, rel=1e-5) and part["model_err_w"] != pytest.approx(full["model_err_w"])
 
 
+def test_conditioning_dropout_is_one_draw_per_pair_shared_by_winner_loser_and_reference():
+    from synthio_ray.train.align_loop import dpo_step, erm_step
+    from synthio_ray.train.dpo import drop_text
+
+    enc = torch.randn(400, 3, 5)
+    kept, none = drop_text(enc, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(kept, enc) and not none.any()
+    dropped, mask = drop_text(enc, 0.1, torch.Generator().manual_seed(1))
+    assert 20 < int(mask.sum()) < 60                                            # ~10 % of the pairs
+    assert (dropped[mask] == 0).all() and torch.equal(dropped[~mask], enc[~mask])
+    again, mask2 = drop_text(enc, 0.1, torch.Generator().manual_seed(1))      # seeded: runs repeat
+    assert torch.equal(mask, mask2) and torch.equal(again, dropped)
+    # wired into both steps: p=1 is exactly the unconditional branch (zero text conditioning) for the
+    # trained model and the reference alike
+    model, data, _ = _toy(full_finetune=False, lr=0.0)
+    uncond = {**data, "enc": torch.zeros_like(data["enc"])}
+    for step in (lambda b, p: dpo_step(model, model.module, b, 2000.0, "uniform", torch.Generator().manual_seed(7), p),
+                 lambda b, p: erm_step(model, model.module, b, "uniform", torch.Generator().manual_seed(7), p)):
+        with torch.no_grad():
+            assert step(data, 1.0)[1] == step(uncond, 0.0)[1] != step(data, 0.0)[1]
+
+
 def test_full_finetune_keeps_a_frozen_reference_copy():
     model, data, opt = _toy(full_finetune=True, lr=1e-4)
     ref = {k: v.clone() for k, v in model.reference.state_dict().items()}

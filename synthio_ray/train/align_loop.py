@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from synthio_ray.ids import stable_int
-from synthio_ray.train.dpo import diffusion_dpo_loss, pair_inputs, per_sample_mse, sample_timesteps
+from synthio_ray.train.dpo import diffusion_dpo_loss, drop_text, pair_inputs, per_sample_mse, sample_timesteps
 
 __all__ = ["dpo_step", "erm_step", "encode_pairs", "train_loop_per_worker", "fingerprint", "STATE_FILE"]
 
@@ -42,14 +42,15 @@ METRIC_KEYS = ("loss", "implicit_acc", "reward_margin", "model_err_w", "model_er
 
 
 def dpo_step(model: Any, module: torch.nn.Module, batch: dict, beta: float, timesteps: str,
-             generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    """One Diffusion-DPO forward: ``batch`` = {x_w, x_l (B, C, F), enc, glob} -> (loss, metrics).
+             generator: torch.Generator, cfg_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """One Diffusion-DPO forward: ``batch`` = {x_w, x_l (B, C, F), enc, glob, frames?} -> (loss, metrics).
 
-    ``module`` is the trained DiT (or its DDP wrapper); one noise and one timestep per pair, shared by
-    winner and loser, and the reference sees the very same inputs.
+    ``module`` is the trained DiT (or its DDP wrapper); one noise, one timestep and one conditioning-
+    dropout draw per pair, shared by winner and loser, and the reference sees the very same inputs.
     """
     x_w, x_l, enc, glob = batch["x_w"], batch["x_l"], batch["enc"], batch["glob"]
     z, target, t, _ = pair_inputs(x_w, x_l, model.objective, timesteps, generator)
+    enc, _ = drop_text(enc, cfg_dropout, generator)
     enc2, glob2 = torch.cat([enc, enc]), torch.cat([glob, glob])
     frames = batch.get("frames")
     frames2 = None if frames is None else torch.cat([frames, frames])
@@ -63,8 +64,8 @@ def dpo_step(model: Any, module: torch.nn.Module, batch: dict, beta: float, time
                   "ref_err_w": ref[:b].mean().item(), "ref_err_l": ref[b:].mean().item()}
 
 
-def erm_step(model: Any, module: torch.nn.Module, batch: dict, timesteps: str, generator: torch.Generator
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+def erm_step(model: Any, module: torch.nn.Module, batch: dict, timesteps: str, generator: torch.Generator,
+             cfg_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """One plain diffusion-loss forward on the gold clips: ``batch`` = {x_w, enc, glob} -> (loss, metrics)."""
     from synthio_ray.train.dpo import OBJECTIVES
 
@@ -72,9 +73,10 @@ def erm_step(model: Any, module: torch.nn.Module, batch: dict, timesteps: str, g
     t = sample_timesteps(x.shape[0], timesteps, generator, x.device)
     noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
     z, target = OBJECTIVES[model.objective](x, noise, t)
-    pred = model.predict(module, z, t, batch["enc"], batch["glob"])
+    enc, _ = drop_text(batch["enc"], cfg_dropout, generator)
+    pred = model.predict(module, z, t, enc, batch["glob"])
     err = per_sample_mse(pred, target, batch.get("frames"))
-    ref = model.reference_errors(z, t, batch["enc"], batch["glob"], target, batch.get("frames"))
+    ref = model.reference_errors(z, t, enc, batch["glob"], target, batch.get("frames"))
     loss = err.mean()
     return loss, {"loss": loss.item(), "model_err_w": loss.item(), "ref_err_w": ref.mean().item()}
 
@@ -83,7 +85,7 @@ def fingerprint(cfg: Any, pairs_key: str | None, t2a_path: str | None = None) ->
     """What a checkpoint must agree with to be resumed."""
     a = cfg.align
     return {"objective": a.objective, "beta": a.beta, "full_finetune": a.full_finetune, "lora_rank": a.lora_rank,
-            "lora_alpha": a.lora_alpha, "seed": cfg.seed if a.seed is None else a.seed,
+            "lora_alpha": a.lora_alpha, "cfg_dropout": a.cfg_dropout, "seed": cfg.seed if a.seed is None else a.seed,
             "t2a": t2a_path or cfg.models.t2a.path, "preferences": pairs_key, "loss": LOSS}
 
 
@@ -204,9 +206,9 @@ def train_loop_per_worker(config: dict) -> None:
             batch = {k: v[idx] for k, v in data.items()}
             gen = torch.Generator().manual_seed(stable_int("align-noise", seed, epoch, step, rank))
             if a.objective == "dpo":
-                loss, m = dpo_step(model, module, batch, a.beta, a.timesteps, gen)
+                loss, m = dpo_step(model, module, batch, a.beta, a.timesteps, gen, a.cfg_dropout)
             else:
-                loss, m = erm_step(model, module, batch, a.timesteps, gen)
+                loss, m = erm_step(model, module, batch, a.timesteps, gen, a.cfg_dropout)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if a.grad_clip > 0:

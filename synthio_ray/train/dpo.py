@@ -64,6 +64,16 @@ def per_sample_mse(pred: torch.Tensor, target: torch.Tensor, frames: torch.Tenso
     return (per_frame * keep).sum(1) / keep.sum(1).clamp_min(1)
 
 
+def drop_text(enc: torch.Tensor, p: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conditioning dropout: ``enc`` ``(B, S, D)`` -> (``enc`` with each sample's text conditioning zeroed
+    with probability ``p``, as the pipeline's unconditional branch is, and the ``(B,)`` bool mask). The
+    caller uses the one result for winner, loser and reference."""
+    drop = torch.rand(enc.shape[0], generator=generator) < p
+    if not drop.any():
+        return enc, drop
+    return torch.where(drop.to(enc.device)[:, None, None], torch.zeros_like(enc), enc), drop
+
+
 def _bcast(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
