@@ -136,3 +136,43 @@ def test_reflection_and_template_prompts_use_the_display_form(tmp_path, chat):
 def test_display_label(raw, shown):
     assert display_label(raw) == shown and not re.search(r"_|\s\s", display_label(raw))
     assert display_labels([raw, "car_horn"]) == f"{shown} and car horn"
+
+
+class ScriptedComponents(ChatModel):
+    """Answers prompt 1 (events and scenes of a description) from a table keyed by the description."""
+
+    model_id = "scripted"
+
+    def __init__(self, table: dict):
+        self.table, self.seen = table, []
+
+    def chat(self, conversations, **kw):
+        out = []
+        for conv in conversations:
+            user = conv[-1]["content"]
+            self.seen.append(user)
+            desc = user.split("Description of the recording: ")[1].split("\n")[0]
+            out.append(ChatResult(json.dumps(self.table[desc])))
+        return out
+
+
+@pytest.mark.parametrize("mode", ["mixcap", "template"])
+def test_reflection_gets_components_extracted_from_the_accepted_captions(tmp_path, chat, mode):
+    """Paraphrased components count (no substring match against the offered phrases), in every caption
+    mode; rejected clips give nothing; the answers are cached."""
+    from synthio_ray.pipeline.augment import _accepted_components
+
+    caps = {"Chirping birds under a roaring motorway bridge": {"events": ["motorway traffic"], "scenes": ["a bridge"]},
+            "Sound of a chirping birds": {"events": [], "scenes": []},
+            "Car horn honks twice in a garage": {"events": ["an engine idling"], "scenes": ["an underground garage"]},
+            "Chirping birds and a barking dog": {"events": ["a dog barking"], "scenes": []}}
+    rows = pd.DataFrame({
+        "id": ["a1", "a2", "b1", "a3"], "labels": [["chirping_birds"], ["chirping_birds"], ["car_horn"], ["chirping_birds"]],
+        "caption": list(caps), "status": ["accepted", "accepted", "accepted", "rejected"]})
+    cfg = load_config(DEFAULT, [f"augment.captions={mode}"])
+    model = ScriptedComponents(caps)
+    got = _accepted_components(cfg, rows, tmp_path, chat_model=chat(model))
+    assert got == {"chirping_birds": (["motorway traffic"], ["a bridge"]),
+                   "car_horn": (["an engine idling"], ["an underground garage"])}
+    assert len(model.seen) == 3 and all("_" not in m.split("Description")[0] for m in model.seen)
+    assert _accepted_components(cfg, rows, tmp_path, chat_model=chat(model)) == got and len(model.seen) == 3

@@ -28,7 +28,7 @@ from synthio_ray.data.manifest import PreparedDataset, load_prepared
 from synthio_ray.ids import clip_id
 from synthio_ray.pipeline.progress import Progress
 from synthio_ray.pipeline.stages import (CaptionWriter, ComponentExtractor, GoldCaptioner, Reflector, Scorer,
-                                         Synthesizer, accepted_components, label_text, pool_components)
+                                         Synthesizer, label_text, pool_components)
 from synthio_ray.pipeline.store import RunStore
 
 __all__ = ["AugmentReport", "run_augment", "gold_rows", "ensure_ray"]
@@ -132,8 +132,6 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
             saved["events"] = [list(x) for x in saved["events"]]
             saved["scenes"] = [list(x) for x in saved["scenes"]]
             return saved
-    from synthio_ray.pipeline.llm_processor import uses_processor
-
     res = cfg.resources
     if cfg.models.captioner.backend == "transformers" and res.llm_gpus > 0:   # an audio LLM: on a GPU actor
         g = _collect(_dataset(gold).map_batches(GoldCaptioner, fn_constructor_kwargs=dict(cfg=cfg),
@@ -141,11 +139,7 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
     else:
         g = GoldCaptioner(cfg)(gold)
     if cfg.augment.captions == "mixcap":
-        kwargs = dict(cfg=cfg, cache_dir=str(out / "llm_cache"), chat_model=chat_model)
-        if uses_processor(cfg) or res.llm_gpus > 0:   # GPU models never load in the driver
-            g = _collect(_llm_rows(cfg, g, ComponentExtractor, kwargs))
-        else:                                         # CPU-only: the driver is as good as an actor
-            g = ComponentExtractor(**kwargs)(g)
+        g = _extract_components(cfg, g, out, chat_model)
     else:
         g["events"], g["scenes"], g["components_error"] = [[]] * len(g), [[]] * len(g), None
     plan.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +147,28 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
     g.to_parquet(tmp, index=False)
     os.replace(tmp, plan)
     return g
+
+
+def _extract_components(cfg: Config, df: pd.DataFrame, out: Path, chat_model: Any = None) -> pd.DataFrame:
+    """Rows with ``id``, ``labels``, ``gold_caption`` -> + ``events``, ``scenes`` (prompt 1; answers cached in
+    OUT/llm_cache), on an LLM actor or processor when the LLM needs a GPU, else in the driver."""
+    from synthio_ray.pipeline.llm_processor import uses_processor
+
+    kwargs = dict(cfg=cfg, cache_dir=str(out / "llm_cache"), chat_model=chat_model)
+    if uses_processor(cfg) or cfg.resources.llm_gpus > 0:   # GPU models never load in the driver
+        return _collect(_llm_rows(cfg, df, ComponentExtractor, kwargs))
+    return ComponentExtractor(**kwargs)(df)                  # CPU-only: the driver is as good as an actor
+
+
+def _accepted_components(cfg: Config, rows: pd.DataFrame, out: Path, chat_model: Any = None) -> dict:
+    """Per label key: the events and scenes of the accepted captions so far, extracted from each caption
+    by prompt 1 (so paraphrases count, in every caption mode), pooled in id order."""
+    acc = rows[rows["status"] == "accepted"]
+    if not len(acc):
+        return {}
+    df = pd.DataFrame({"id": list(acc["id"]), "labels": [list(x) for x in acc["labels"]],
+                       "gold_caption": list(acc["caption"])})
+    return pool_components(_extract_components(cfg, df, out, chat_model))
 
 
 def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict) -> Any:
@@ -274,7 +290,8 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
         if not len(rejected):
             continue
         rejected = rejected.assign(labels=[list(x) for x in rejected["labels"]])
-        reflector = (Reflector, dict(cfg=cfg, cache_dir=cache, round_=r, accepted=accepted_components(previous),
+        accepted = _accepted_components(cfg, previous, out, chat_model)
+        reflector = (Reflector, dict(cfg=cfg, cache_dir=cache, round_=r, accepted=accepted,
                                      domain=prepared.domain, chat_model=chat_model), set())
         _stream(cfg, store, r, rejected, reflector, out, t2a_path, progress, report)
     progress.close()

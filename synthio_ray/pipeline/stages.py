@@ -32,7 +32,7 @@ from synthio_ray.prompts.templates import (COMPONENTS_SCHEMA, MAX_CAPTION_WORDS,
                                            mixcap_messages, reflect_messages, template_caption)
 
 __all__ = ["AnswerCache", "GoldCaptioner", "ComponentExtractor", "CaptionWriter", "Reflector",
-           "Synthesizer", "Scorer", "label_text", "pool_components", "accepted_components",
+           "Synthesizer", "Scorer", "label_text", "pool_components",
            "CLIP_COLUMNS"]
 
 CLIP_COLUMNS = ["id", "chain_id", "source_id", "source_path", "label", "labels", "label_slug",
@@ -237,22 +237,6 @@ def pool_components(gold: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]
         ev.extend(x for x in r["events"] if x.lower() not in {e.lower() for e in ev})
         sc.extend(x for x in r["scenes"] if x.lower() not in {s.lower() for s in sc})
     return pools
-
-
-def accepted_components(rows: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
-    """Per label: the offered events/scenes that the label's accepted captions actually mention."""
-    out: dict[str, tuple[list[str], list[str]]] = {}
-    for _, r in rows[rows["status"] == "accepted"].sort_values("id").iterrows():
-        ev, sc = out.setdefault(label_text(r["labels"]), ([], []))
-        cap = str(r["caption"]).lower()
-        offered = json.loads(r["components"]) if isinstance(r["components"], str) else {"events": [], "scenes": []}
-        for phrase in offered.get("events", []):
-            if phrase.lower() in cap and phrase not in ev:
-                ev.append(phrase)
-        for phrase in offered.get("scenes", []):
-            if phrase.lower() in cap and phrase not in sc:
-                sc.append(phrase)
-    return out
 
 
 def _subsample(items: list[str], fraction: float, rng: np.random.Generator) -> list[str]:
