@@ -169,6 +169,12 @@ class ClapConfig:
                      choices=("cosine", "sigmoid"))
     text_template: str = opt("Sound of a {label}", "text each clip is scored against")
     batch_size: int = opt(16, "clips per scoring call", ge=1)
+    finetune: str = opt("last", "last (before filtering, train the last layer of CLAP's audio projection on "
+                        "D_small's gold clips against their label texts, once per augmentation job, saved in "
+                        "OUT/clap_finetuned: the paper's section 4.2.2) or none (score with CLAP as it is). "
+                        "The threshold p applies to the scores of the CLAP used", choices=("none", "last"))
+    finetune_epochs: int = opt(100, "epochs of the CLAP fine-tuning", ge=1)
+    finetune_lr: float = opt(1e-3, "learning rate of the CLAP fine-tuning", gt=0.0)
 
     def check(self, key: str) -> list[str]:
         problems = _model_path_problems(f"{key}.path", self.path)
@@ -265,8 +271,10 @@ class AugmentConfig:
     data: Optional[str] = opt(None, "prepared dataset folder (jobs/prepare.py output); null = prepare the "
                               "embedded default into OUT/__prepared__", path="dir")
     k: int = opt(2, "augmentation factor: generated captions per gold clip (paper: 1-5)", ge=1, le=50)
-    threshold: float = opt(0.1, "CLAP acceptance threshold p on models.clap.score (paper: 0.85 with "
-                           "sigmoid scores; calibrate for LAION-CLAP cosines)", ge=-1.0, le=1.0)
+    threshold: float = opt(0.1, "CLAP acceptance threshold p on models.clap.score of the CLAP that scores: "
+                           "the one fine-tuned on D_small with models.clap.finetune=last (the default), whose "
+                           "scores on on-label clips run higher than the base model's (paper: 0.85 with "
+                           "sigmoid scores; calibrate with jobs/sweep.py)", ge=-1.0, le=1.0)
     rounds: int = opt(1, "self-reflection rounds i for rejected clips (0 = no reflection)", ge=0, le=10)
     captions: str = opt("mixcap", "mixcap (LLM captions from the label's events and scenes: Synthio), llm "
                         "(LLM captions from the label only: '+LLM Caps' / 'w/o MixCap'), template (\"Sound of "
@@ -279,6 +287,9 @@ class AugmentConfig:
     component_fraction: float = opt(0.75, "share of a label's pooled events/scenes shown to MixCap (paper: 75%)",
                                     gt=0.0, le=1.0)
     clap_filter: bool = opt(True, "filter with CLAP (false = accept every clip: 'w/o CLAP filter')")
+    exhausted: str = opt("best", "a caption chain still rejected after the last round: best (its best-scoring "
+                         "clip joins the set, status kept_best, so the set has k*n clips as the paper's) or "
+                         "drop (the chain adds nothing)", choices=("best", "drop"))
     max_seconds: Optional[float] = opt(None, "cap on a generated clip's length (null = the source clip's, "
                                        "capped at the model's maximum)", gt=0.0)
     audio_format: str = opt("flac", "file format of generated clips", choices=("flac", "wav"))

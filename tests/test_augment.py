@@ -30,7 +30,8 @@ from synthio_ray.pipeline.store import RunStore
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "configs" / "default.yaml"
 SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n=8", "augment.k=2",
-         "models.t2a.steps=4", "models.llm.max_tokens=24", "ray.progress=off"]
+         "models.t2a.steps=4", "models.llm.max_tokens=24", "ray.progress=off",
+         "models.clap.finetune=none"]   # thresholds here are set for the base tiny CLAP; the adapted one: below
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,12 @@ def test_output_contract(ray_local, prepared, tmp_path):
     round0 = m[m["round"] == 0]
     assert len(round0) == 8 * 2
     assert sorted(round0.groupby("source_id")["caption_index"].apply(sorted)) == [[0, 1]] * 8
-    assert set(m["status"]) <= {"accepted", "rejected"}
+    assert set(m["status"]) <= {"accepted", "rejected", "kept_best"}
+    # the final set has k*n clips (augment.exhausted=best): one per caption chain, accepted or its best clip
+    final = m[m["final"]]
+    assert len(final) == 8 * 2 and not final.duplicated("chain_id").any()
+    assert (final["clap_score"] == final["best_score"])[final["status"] == "kept_best"].all()
+    assert report.kept_best == (m["status"] == "kept_best").sum() and len(pd.read_csv(tmp_path / "metadata.csv")) == 16
 
     def sha(*parts):  # synthio_ray/ids.py's documented digest, rebuilt here: sha256 of the parts joined by \x1f
         return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
@@ -97,11 +103,11 @@ def test_output_contract(ray_local, prepared, tmp_path):
     # reflection rows point at the rejected row they replace
     r1 = m[m["round"] == 1]
     parents = m.set_index("id").loc[r1["parent_id"]]
-    assert (parents["status"] == "rejected").all() and (parents["round"] == 0).all()
-    assert len(r1) == (round0["status"] == "rejected").sum()
+    assert parents["status"].isin(["rejected", "kept_best"]).all() and (parents["round"] == 0).all()
+    assert len(r1) == round0["status"].isin(["rejected", "kept_best"]).sum()
     meta = pd.read_csv(tmp_path / "metadata.csv")
     assert list(meta.columns) == ["file_name", "label"]
-    assert sorted(meta["file_name"]) == sorted(m.loc[m["status"] == "accepted", "path"])
+    assert sorted(meta["file_name"]) == sorted(m.loc[m["final"], "path"])
     # datasets' audiofolder reads metadata.csv rows only, and infers splits from split words in paths
     # (its patterns: a keyword between separators): none may appear outside "__"-prefixed folders
     split_word = re.compile(r"(^|[-._ 0-9/])(train|training|test|testing|eval|evaluation|val|valid|validation|dev)"
@@ -115,19 +121,55 @@ def test_output_contract(ray_local, prepared, tmp_path):
     assert (tmp_path / "clap_scores.png").is_file() and (tmp_path / "plan" / "gold.parquet").is_file()
 
 
+def test_clap_is_fine_tuned_once_on_the_gold_clips_and_scores_the_clips(ray_local, prepared, tmp_path):
+    from synthio_ray.models.clap import load_clap
+
+    cfg = cfg_for(prepared, "models.clap.finetune=last", "augment.rounds=0", "augment.k=1",
+                  "models.clap.finetune_epochs=30")
+    run_augment(cfg, tmp_path)
+    write_card(cfg, tmp_path)
+    folder = tmp_path / "clap_finetuned"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["layers"] == "last" and metrics["n"] == 8 and metrics["trained_parameters"] == [
+        "audio_projection.linear2.weight", "audio_projection.linear2.bias"]
+    m = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert set(m["clap_model"]) == {str(folder)}
+    # the scores are the adapted model's: recomputed here with it, and unlike the base model's
+    adapted, base = load_clap(load_config(None, [f"models.clap.path={folder}"]).models.clap), \
+        load_clap(cfg.models.clap)
+    waves = [sf.read(tmp_path / p)[0].T for p in m["path"]]
+    texts = [f"Sound of a {lab}" for lab in m["label"]]
+    sr = sf.info(tmp_path / m["path"].iloc[0]).samplerate
+    assert np.allclose(adapted.score(waves, sr, texts), m["clap_score"], atol=1e-4)
+    assert not np.allclose(base.score(waves, sr, texts), m["clap_score"], atol=1e-3)
+    assert "fine-tuned on the 8 gold clips" in (tmp_path / "README.md").read_text()
+    # a re-run reuses it
+    stamp = (folder / "metrics.json").stat().st_mtime_ns
+    run_augment(cfg, tmp_path)
+    assert (folder / "metrics.json").stat().st_mtime_ns == stamp
+
+
 def test_reflection_rounds_threshold_nothing_passes(ray_local, prepared, tmp_path):
     cfg = cfg_for(prepared, "augment.threshold=1.0", "augment.rounds=2", "augment.k=1")
     report = run_augment(cfg, tmp_path)
     m = pd.read_parquet(tmp_path / "manifest.parquet")
-    assert report.accepted == 0 and (m["status"] == "rejected").all()
+    assert report.accepted == 0 and set(m["status"]) == {"rejected", "kept_best"}
+    kept = m[m["status"] == "kept_best"]                          # exhausted=best: each chain's best clip
+    assert len(kept) == 8 and kept["chain_id"].is_unique and (kept["clap_score"] == kept["best_score"]).all()
     assert sorted(m.groupby("round").size().to_dict().items()) == [(0, 8), (1, 8), (2, 8)]
     chains = m.groupby("chain_id")
     assert (chains.size() == 3).all()
-    assert (chains["round"].max() == 2).all() and m.loc[m["final"], "round"].eq(2).all()
+    assert (chains["round"].max() == 2).all() and (m["final"] == (m["status"] == "kept_best")).all()
     for _, g in chains:
         assert np.isclose(g["best_score"].iloc[0], g["clap_score"].max())
     assert m["caption_source"][m["round"] > 0].isin({"reflection", "reflection_fallback"}).all()
-    assert pd.read_csv(tmp_path / "metadata.csv").empty
+    assert sorted(pd.read_csv(tmp_path / "metadata.csv")["file_name"]) == sorted(kept["path"])
+    # with exhausted=drop nothing is left: the manifest is rewritten from the same rounds, nothing regenerated
+    drop = run_augment(cfg_for(prepared, "augment.threshold=1.0", "augment.rounds=2", "augment.k=1",
+                               "augment.exhausted=drop"), tmp_path)
+    m2 = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert drop.kept_best == 0 and drop.skipped_done == 24 and set(m2["status"]) == {"rejected"}
+    assert not m2["final"].any() and pd.read_csv(tmp_path / "metadata.csv").empty
 
 
 def test_malformed_llm_output_falls_back_and_says_why(ray_local, prepared, tmp_path):
@@ -275,12 +317,12 @@ def test_resume_after_kill_9_keeps_finished_work_and_matches_an_undisturbed_run(
     # 0. a run that died with one clip of a gold clip's k done, and that clip's reflection done: whatever
     #    the block sizes, both the round-0 and the round-1 skip of finished ids must hold
     a = pd.read_parquet(ref / "manifest.parquet")
-    child = a[(a["round"] == 1) & a["status"].isin(["accepted", "rejected"])].iloc[0]
+    child = a[(a["round"] == 1) & a["status"].isin(["accepted", "rejected", "kept_best"])].iloc[0]
     parent = a[a["id"] == child["parent_id"]].iloc[0]
-    assert parent["status"] == "rejected" and parent["clap_score"] < THRESHOLD - 1e-4
+    assert parent["status"] in ("rejected", "kept_best") and parent["clap_score"] < THRESHOLD - 1e-4
     seed_store = RunStore(out)
-    for r, row in ((0, parent), (1, child)):
-        seed_store.append(r, a[a["id"] == row["id"]][CLIP_COLUMNS])
+    for r, row in ((0, parent), (1, child)):      # as the stream wrote them (kept_best is a manifest status)
+        seed_store.append(r, a[a["id"] == row["id"]][CLIP_COLUMNS].replace({"status": {"kept_best": "rejected"}}))
         (out / row["path"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ref / row["path"], out / row["path"])
     seeded = _finished(out)

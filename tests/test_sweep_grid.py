@@ -53,6 +53,44 @@ def test_select_synthetic_generate_once_rule():
     assert not one_per_chain.duplicated(["source_id", "caption_index"]).any()
 
 
+def test_exhausted_chains_keep_their_best_clip_or_are_dropped():
+    m = hand_manifest()
+    # exhausted=best: a chain where no round reaches p gives its best-scoring scored clip (k*n clips)
+    assert ids(select_synthetic(m, p=0.8, exhausted="best")) == ["s1-c0-r1", "s1-c1-r0", "s1-c2-r2", "s2-c1-r2"]
+    assert ids(select_synthetic(m, p=0.5, exhausted="best")) == ["s1-c0-r0", "s1-c1-r0", "s1-c2-r2", "s2-c1-r2"]
+    assert ids(select_synthetic(m, p=0.5, exhausted="drop")) == ["s1-c0-r0", "s1-c1-r0", "s2-c1-r2"]
+    m.attrs["exhausted"] = "best"                                        # the output's own policy by default
+    assert ids(select_synthetic(m, p=0.5)) == ["s1-c0-r0", "s1-c1-r0", "s1-c2-r2", "s2-c1-r2"]
+
+
+@pytest.mark.parametrize("policy", ["best", "drop"])
+def test_manifest_marks_the_final_set(tmp_path, policy):
+    from synthio_ray.pipeline.stages import CLIP_COLUMNS
+    from synthio_ray.pipeline.store import RunStore
+
+    m = hand_manifest()
+    store = RunStore(tmp_path)
+    for r, grp in m.groupby("round"):
+        rows = pd.DataFrame([{c: None for c in CLIP_COLUMNS} for _ in range(len(grp))])
+        for col in ("id", "source_id", "caption_index", "round", "clap_score", "status"):
+            rows[col] = list(grp[col])
+        rows["chain_id"] = [f"{a}-c{b}" for a, b in zip(grp["source_id"], grp["caption_index"])]
+        rows["label"], rows["labels"], rows["label_slug"] = "dog", [["dog"]] * len(grp), "dog"
+        rows["path"] = [f"audio/{i}.flac" for i in grp["id"]]
+        store.append(int(r), rows)
+    out = store.write_manifest(policy).set_index("id")
+    final = sorted(out.index[out["final"]])
+    kept = sorted(out.index[out["status"] == "kept_best"])
+    if policy == "best":
+        assert kept == ["s1-c2-r2", "s2-c1-r2"] and final == ["s1-c0-r1", "s1-c1-r0", "s1-c2-r2", "s2-c1-r2"]
+    else:
+        assert kept == [] and final == ["s1-c0-r1", "s1-c1-r0"]
+    assert out.loc["s1-c2-r0", "best_score"] == 0.45 and out.loc["s2-c1-r0", "best_score"] == 0.7
+    meta = pd.read_csv(tmp_path / "metadata.csv")
+    assert sorted(meta["file_name"]) == sorted(f"audio/{i}.flac" for i in final)
+    assert ids(select_synthetic(out.reset_index())) == final             # the job's own decision = the final set
+
+
 def test_default_thresholds_and_generation_note():
     m = pd.DataFrame({"round": [0] * 8 + [1], "clap_score": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                       "caption_index": [0, 1] * 4 + [0], "status": ["accepted"] * 9})
@@ -259,7 +297,8 @@ def test_grid_variants_generate_with_their_switches(ray_local, tmp_path, zoo):
     rows = ["synthio", "w_erm", "vanilla_syn", "w_template", "wo_clap", "wo_reflection"]
     cfg = load_config(DEFAULT, TINY + FAST + [f"grid.methods=[{','.join(rows)}]", "grid.seeds=[0]", "grid.ns=[8]",
                                               "grid.zero_shot=false", "grid.analyses=false", "augment.k=2",
-                                              "augment.rounds=1", "augment.threshold=0.131"])
+                                              "augment.rounds=1", "augment.threshold=0.131",
+                                              "models.clap.finetune=none"])
     report = run_grid(cfg, tmp_path, log=lambda s: None, align_fn=copy_align)
     assert (report.results["status"] == "ok").all(), report.results[["method", "status", "reason"]]
     prepared = str(tmp_path / "prepared" / "embedded-n8")
@@ -276,10 +315,10 @@ def test_grid_variants_generate_with_their_switches(ray_local, tmp_path, zoo):
         assert (df["round"] == 0).all() and (df["caption_source"] == "template").all(), row
         assert list(df["caption"]) == [f"Sound of a {lab}" for lab in df["label"]], row
     assert (m["vanilla_syn"]["status"] == "accepted").all()                     # no CLAP filter either
-    assert (m["w_template"]["status"] == "rejected").any()                      # the CLAP filter still applies
+    assert m["w_template"]["status"].isin(["rejected", "kept_best"]).any()      # the CLAP filter still applies
     assert (m["wo_clap"]["status"] == "accepted").all() and (m["wo_clap"]["round"] == 0).all()
     assert (m["wo_clap"]["caption_source"] != "template").all()
-    assert (m["wo_reflection"]["round"] == 0).all() and (m["wo_reflection"]["status"] == "rejected").any()
+    assert (m["wo_reflection"]["round"] == 0).all() and m["wo_reflection"]["status"].isin(["rejected", "kept_best"]).any()
     assert (m["synthio"]["round"] == 1).any()                                   # reflection runs where it should
     expected_t2a = {"synthio": ckpt["dpo"], "w_template": ckpt["dpo"], "wo_clap": ckpt["dpo"],
                     "wo_reflection": ckpt["dpo"], "w_erm": ckpt["erm"], "vanilla_syn": str(zoo_t2a)}

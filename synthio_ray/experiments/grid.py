@@ -202,7 +202,7 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
     from synthio_ray.experiments.trials import prefetch_features, run_trials, with_overrides
     from synthio_ray.pipeline.augment import ensure_ray
     from synthio_ray.train.classifier_run import check_prepared
-    from synthio_ray.train.synthetic import load_synthetic
+    from synthio_ray.train.synthetic import load_synthetic, select_synthetic
 
     g = cfg.grid
     outside = [m for m in g.methods if set(m.split("+")) & {"retrieval"}]
@@ -237,7 +237,7 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
             for (k2, _), sdir in synthetic.items():
                 if k2 == key:
                     m = load_synthetic(sdir)
-                    paths += list(m.loc[m["status"] == "accepted", "path"])
+                    paths += list(select_synthetic(m)["path"])
             prefetch_features(cfg, folder, paths, out / "features")
 
     specs, rows = {}, []

@@ -22,10 +22,11 @@ from typing import Any
 
 import pandas as pd
 
-from synthio_ray.config import Config
+from synthio_ray.config import Config, build_config, config_to_dict
 from synthio_ray.data.labels import label_slugs
 from synthio_ray.data.manifest import PreparedDataset, load_prepared
 from synthio_ray.ids import clip_id
+from synthio_ray.pipeline.clap_adapt import adapt_clap
 from synthio_ray.pipeline.progress import Progress
 from synthio_ray.pipeline.stages import (CaptionWriter, ComponentExtractor, GoldCaptioner, Reflector, Scorer,
                                          Synthesizer, label_text, pool_components)
@@ -43,18 +44,20 @@ class AugmentReport:
     accepted: int
     per_round: dict[int, dict[str, int]] = field(default_factory=dict)
     skipped_done: int = 0
+    kept_best: int = 0             # chains still rejected after the last round, kept by their best clip
     stream_rows: int = 0           # rows that arrived in this run
     stream_seconds: float = 0.0    # first to last arrival, summed over rounds (pipeline full)
     stream_steady_rows: int = 0    # rows that arrived after each round's first batch
     wait_seconds: float = 0.0      # round start to first arrival, summed (actor start-up, pipeline fill)
 
     def summary(self) -> str:
-        lines = [f"{self.rows} clips generated, {self.accepted} accepted ({self.skipped_done} already done "
+        kept = f", {self.kept_best} kept as the best clip of a chain still rejected" if self.kept_best else ""
+        lines = [f"{self.rows} clips generated, {self.accepted} accepted{kept} ({self.skipped_done} already done "
                  f"before this run)"]
         for r, c in sorted(self.per_round.items()):
             n = sum(c.values())
-            lines.append(f"  round {r}: {n} clips, {c.get('accepted', 0)} accepted, {c.get('rejected', 0)} "
-                         f"rejected, {c.get('failed', 0)} failed")
+            lines.append(f"  round {r}: {n} clips, {c.get('accepted', 0)} accepted, "
+                         f"{c.get('rejected', 0) + c.get('kept_best', 0)} rejected, {c.get('failed', 0)} failed")
         lines.append(f"written to {self.out}")
         return "\n".join(lines)
 
@@ -252,6 +255,11 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     if not a.data and not (data_dir / "labels.json").is_file():
         prepare_dataset(cfg, data_dir)
     prepared = load_prepared(data_dir)
+    clap_dir = adapt_clap(cfg, prepared, out, log=print if cfg.ray.progress != "off" else lambda s: None)
+    if clap_dir is not None:     # the scoring pool loads the adapted CLAP (named in each row's clap_model)
+        tree = config_to_dict(cfg)
+        tree["models"]["clap"].update(path=str(clap_dir), finetune="none")
+        cfg = build_config(tree)
     gold = gold_rows(prepared, a.max_seconds)
     slugs = label_slugs({label_text(x) for x in gold["labels"]})
     store = RunStore(out)
@@ -296,11 +304,13 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
         _stream(cfg, store, r, rejected, reflector, out, t2a_path, progress, report)
     progress.close()
 
-    manifest = store.write_manifest()
+    manifest = store.write_manifest(a.exhausted)
     report.rows = len(manifest)
     report.accepted = int((manifest["status"] == "accepted").sum()) if len(manifest) else 0
+    report.kept_best = int((manifest["status"] == "kept_best").sum()) if len(manifest) else 0
     for r, grp in manifest.groupby("round"):
         report.per_round[int(r)] = {str(k): int(v) for k, v in grp["status"].value_counts().items()}
     (out / "report.json").write_text(json.dumps({"rows": report.rows, "accepted": report.accepted,
+                                                 "kept_best": report.kept_best,
                                                  "per_round": report.per_round}, indent=2))
     return report

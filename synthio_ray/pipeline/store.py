@@ -107,21 +107,31 @@ class RunStore:
         frames = [f for f in frames if len(f)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CLIP_COLUMNS)
 
-    def write_manifest(self) -> pd.DataFrame:
-        """Consolidate every round into ``manifest.parquet`` (+ chain columns) and ``metadata.csv``."""
+    def write_manifest(self, exhausted: str = "best") -> pd.DataFrame:
+        """Consolidate every round into ``manifest.parquet`` and ``metadata.csv`` (the final set).
+
+        Adds ``best_score`` (the chain's best CLAP score) and ``final`` (the row is in the final set: the
+        chain's accepted clip; with ``exhausted="best"``, for a chain still rejected after the last round,
+        its best-scoring clip, whose status becomes ``kept_best``; with ``"drop"`` such a chain has none).
+        """
         df = self.all_rows()
         df = df.sort_values(["label_slug", "source_id", "caption_index", "round"]).reset_index(drop=True)
         if len(df):
-            last = df.groupby("chain_id")["round"].transform("max")
-            df["final"] = df["round"] == last
             df["best_score"] = df.groupby("chain_id")["clap_score"].transform("max")
+            df["final"] = df["status"] == "accepted"
+            if exhausted == "best":
+                open_chain = ~df["final"].groupby(df["chain_id"]).transform("any")
+                cand = df[open_chain & (df["status"] == "rejected")]
+                best = cand.sort_values(["chain_id", "clap_score", "round"], ascending=[True, False, True])
+                idx = best.groupby("chain_id").head(1).index
+                df.loc[idx, "status"], df.loc[idx, "final"] = "kept_best", True
         else:
             df["final"], df["best_score"] = pd.Series(dtype=bool), pd.Series(dtype=float)
         table = pa.Table.from_pandas(df, preserve_index=False)
         tmp = self.out / ".manifest.parquet.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, self.out / "manifest.parquet")
-        acc = df[df["status"] == "accepted"]
+        acc = df[df["final"]]
         meta = pd.DataFrame({"file_name": acc["path"], "label": acc["label"].where(acc["label"].notna(),
                              acc["labels"].map(lambda x: ",".join(x)))})
         tmp = self.out / ".metadata.csv.tmp"

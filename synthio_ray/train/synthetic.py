@@ -8,7 +8,11 @@ time at (k_max, p_max) and every (k, p) trial takes its subset from that manifes
   ``clap_score >= p`` (failed rows never count). A chain's later rounds exist only because the job's own
   threshold p_max rejected the earlier ones, so with a lower p an earlier round may already qualify: it is
   taken and the later rounds ignored. A chain where no round reaches p contributes nothing.
-- ``p=None`` keeps the job's own decision: the rows with ``status == "accepted"`` (at most one per chain).
+- ``p=None`` keeps the job's own decision: the rows of its final set (``final``: the accepted clip of each
+  chain, and with ``augment.exhausted=best`` the ``kept_best`` clip of a chain still rejected after the
+  last round; at most one per chain).
+- With a p and ``exhausted="best"`` (read from the output's ``config.yaml``), a chain where no round reaches
+  p contributes its best-scoring clip, so the set keeps k*n clips at every p; with ``"drop"`` it adds none.
 
 Note that for p > p_max the rule is still well defined but pessimistic: a chain accepted at round 0 below
 p was never reflected, so it contributes nothing. Sweeps therefore generate at the largest p they try.
@@ -32,21 +36,41 @@ def load_synthetic(folder: str | Path) -> pd.DataFrame:
     df = pd.read_parquet(manifest)
     df["path"] = [str(folder / p) if isinstance(p, str) else None for p in df["path"]]
     df["labels"] = [list(x) if x is not None else [] for x in df["labels"]]
+    df.attrs["exhausted"] = _exhausted_policy(folder)
     return df
 
 
-def select_synthetic(manifest: pd.DataFrame, k: int | None = None, p: float | None = None) -> pd.DataFrame:
+def _exhausted_policy(folder: Path) -> str:
+    """``augment.exhausted`` of the run that made ``folder`` (``drop`` for outputs without a config)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "drop"
+    return str((saved.get("augment") or {}).get("exhausted", "drop"))
+
+
+def select_synthetic(manifest: pd.DataFrame, k: int | None = None, p: float | None = None,
+                     exhausted: str | None = None) -> pd.DataFrame:
     """The rows a trial trains on (see the module docstring), sorted by source, caption, round.
-    ``k=None``: every caption slot."""
+    ``k=None``: every caption slot. ``exhausted``: ``best`` or ``drop`` (default: the manifest's own,
+    ``manifest.attrs["exhausted"]``, else ``drop``)."""
     df = manifest
     if k is not None:
         df = df[df["caption_index"] < int(k)]
     if p is None:
-        chosen = df[df["status"] == "accepted"]
+        chosen = df[df["final"]] if "final" in df else df[df["status"] == "accepted"]
     else:
-        ok = df[(df["status"] != "failed") & df["clap_score"].notna() & (df["clap_score"] >= float(p))]
-        ok = ok.sort_values(["source_id", "caption_index", "round"])
+        scored = df[(df["status"] != "failed") & df["clap_score"].notna()]
+        ok = scored[scored["clap_score"] >= float(p)].sort_values(["source_id", "caption_index", "round"])
         chosen = ok.groupby(["source_id", "caption_index"], sort=False).head(1)
+        if (exhausted or manifest.attrs.get("exhausted", "drop")) == "best":
+            reached = set(zip(chosen["source_id"], chosen["caption_index"]))
+            rest = scored[[key not in reached for key in zip(scored["source_id"], scored["caption_index"])]]
+            best = rest.sort_values(["source_id", "caption_index", "clap_score", "round"],
+                                    ascending=[True, True, False, True])
+            chosen = pd.concat([chosen, best.groupby(["source_id", "caption_index"], sort=False).head(1)])
     return chosen.sort_values(["source_id", "caption_index", "round"]).reset_index(drop=True)
 
 
