@@ -176,3 +176,17 @@ def test_reflection_gets_components_extracted_from_the_accepted_captions(tmp_pat
                    "car_horn": (["an engine idling"], ["an underground garage"])}
     assert len(model.seen) == 3 and all("_" not in m.split("Description")[0] for m in model.seen)
     assert _accepted_components(cfg, rows, tmp_path, chat_model=chat(model)) == got and len(model.seen) == 3
+
+
+def test_one_call_runs_every_ask_as_the_separate_asks_do(tmp_path, chat):
+    """A ChatModel stage runs all asks in one call (one stream); the rows equal one ask per call (the
+    processor path's passes)."""
+    script = [["Chirping birds in a city park", "a cat purrs"], ["no birds here"], ["Chirping birds at dusk"]]
+    separate = pd.concat(_asks(tmp_path / "a", chat(ScriptedMixcap(list(script))), asks=3), ignore_index=True)
+    cfg = load_config(DEFAULT, ["augment.k=3", "augment.caption_asks=3", "models.llm.retries=0"])
+    model = ScriptedMixcap(list(script))
+    one = CaptionWriter(cfg, tmp_path / "b", {"chirping_birds": (GOLD["events"], GOLD["scenes"])},
+                        {"chirping_birds": "chirping_birds"}, "outdoor sounds", chat_model=chat(model),
+                        ask=0, final=True, asks=3)(pd.DataFrame([GOLD]))
+    pd.testing.assert_frame_equal(separate, one)
+    assert len(model.seen) == 3 and list(one["caption_source"]) == ["mixcap", "mixcap", "template_fallback"]

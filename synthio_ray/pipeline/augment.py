@@ -275,8 +275,12 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     expected = {sid: [clip_id(slugs[label_text(labs)], sid, j, 0) for j in range(a.k)]
                 for sid, labs in zip(plan["source_id"], plan["labels"])}
     report.skipped_done += len(done0)
+    from synthio_ray.pipeline.llm_processor import uses_processor
+
     asks = 1 if a.captions == "template" else a.caption_asks
-    for ask in range(asks):
+    # a ChatModel answers inside the stage: one stream runs every ask; a processor (vLLM) needs a pass per ask
+    per_pass = 1 if uses_processor(cfg) else asks
+    for ask in range(0, asks, per_pass):
         # every gold clip with a slot not done; the writer replays the earlier asks from the LLM cache and
         # asks only for the slots they left empty (rows already done are filtered out of the stream)
         done = store.done_ids(0) if ask else done0
@@ -284,7 +288,8 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
         if not len(todo):
             break
         writer = (CaptionWriter, dict(cfg=cfg, cache_dir=cache, pools=pools, slugs=slugs, domain=prepared.domain,
-                                      chat_model=chat_model, ask=ask, final=ask == asks - 1), done)
+                                      chat_model=chat_model, ask=ask, final=ask + per_pass == asks,
+                                      asks=per_pass), done)
         _stream(cfg, store, 0, todo.drop(columns=["path"]), writer, out, t2a_path, progress, report)
 
     for r in range(1, a.rounds + 1):

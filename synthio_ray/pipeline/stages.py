@@ -12,6 +12,7 @@ clap_score, accepted, status, error, t2a_model, clap_model, llm_model``.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -270,6 +271,8 @@ class CaptionWriter(_LLMStage):
     order. Ask ``ask`` (0-based, of ``augment.caption_asks``) asks only for the slots the earlier asks,
     replayed from the answer cache, left empty; it emits rows for the captions it adds, and with
     ``final`` the template caption for every slot still empty (``template_fallback``, with the reasons).
+    Called as a stage (ChatModel backends), one call runs ``asks`` asks in a row, from ``ask`` on, so a
+    single stream does them all; the ``ray.data.llm`` processor path runs one ask per pass.
     ``pools``: label key -> (events, scenes) pooled over that label's gold clips; ``slugs``: label key ->
     file-name-safe slug; ``domain``: what the dataset's sounds are.
     """
@@ -277,13 +280,23 @@ class CaptionWriter(_LLMStage):
     stage = "mixcap"
 
     def __init__(self, cfg: Config, cache_dir: str | Path, pools: dict, slugs: dict, domain: str,
-                 chat_model: Any = None, ask: int = 0, final: bool = True):
+                 chat_model: Any = None, ask: int = 0, final: bool = True, asks: int = 1):
         super().__init__(cfg, cache_dir, chat_model)
         self.pools, self.slugs, self.domain = pools, slugs, domain
         self.mode, self.k = cfg.augment.captions, cfg.augment.k
-        self.ask_index, self.final = ask, final
+        self.ask_index, self.final, self.asks = ask, final, max(1, asks)
 
     schema = MIXCAP_SCHEMA
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        frames = []
+        last = self.ask_index + self.asks - 1
+        for q in range(self.ask_index, last + 1):
+            step = copy.copy(self)
+            step.ask_index, step.final, step.asks = q, self.final and q == last, 1
+            items, states = step.prompts(df)
+            frames.append(step.finish(df, states, step.ask(items)))
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def _item(self, g: dict, comp: dict, written: list[str], ask: int) -> tuple:
         """Ask ``ask``'s request: its own key (so its own seed and cache entry) and the captions kept so far."""
