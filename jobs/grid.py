@@ -1,9 +1,10 @@
 """The paper's Table 1: datasets x n x methods x seeds, each cell a Ray Tune trial; Markdown/CSV table and plots.
 
     python jobs/grid.py [--config FILE] [--out DIR] [--datasets A,B] [--ns 50,100] [--methods gold,noise,...]
-                        [--seeds 0,1,2] [key=value ...]
+                        [--seeds 0,1,2] [--ks 1,2,3] [key=value ...]
 
-With no arguments: the embedded dataset, n=50, rows gold, noise, specaugment, wo_dpo, seeds 0 and 1,
+With no arguments: the embedded dataset, n=50, rows gold, noise, specaugment, wo_dpo (k 1 and 2, chosen
+on validation: the k column of table.csv and results.csv), seeds 0 and 1,
 plus the zero-shot CLAP row (about ten minutes on 2 CPU cores). configs/grid_paper.yaml is the paper's
 full grid for a GPU cluster.
 
@@ -36,6 +37,7 @@ FLAGS = {
     "--ns": ("grid.ns", "small-set sizes n, comma-separated"),
     "--methods": ("grid.methods", "rows, comma-separated"),
     "--seeds": ("grid.seeds", "training seeds, comma-separated"),
+    "--ks": ("grid.ks", "augmentation factors k tried per synthesis row (chosen on validation), comma-separated"),
     "--epochs": ("train_classifier.epochs", "training epochs per trial"),
 }
 

@@ -439,6 +439,10 @@ class GridConfig:
     methods: list[str] = opt(factory=lambda: ["gold", "noise", "specaugment", "wo_dpo"],
                              help="rows: classifier methods and the synthesis variants (see jobs/grid.py --help)")
     seeds: list[int] = opt(factory=lambda: [0, 1], help="training seeds per cell (paper: 3 runs)")
+    ks: list[int] = opt(factory=lambda: [1, 2], help="augmentation factors k tried per synthesis row: each "
+                        "variant is generated once at the largest, every k trains on the first k captions of "
+                        "each gold clip, and the table reports the k with the best mean validation score "
+                        "(paper: 1..5, chosen on validation)")
     backend: str = opt("local", "local (the classifier loop runs inside the trial) or ray_train (each trial "
                        "starts a TorchTrainer)", choices=("local", "ray_train"))
     trial_cpus: float = opt(1.0, "CPUs per trial (with backend=ray_train the workers ask for their own)", gt=0.0)
@@ -451,7 +455,7 @@ class GridConfig:
 
     def check(self, key: str) -> list[str]:
         problems = []
-        for name in ("datasets", "ns", "methods", "seeds"):
+        for name in ("datasets", "ns", "methods", "seeds", "ks"):
             if not getattr(self, name):
                 problems.append(f"{key}.{name}: must not be empty")
         return problems

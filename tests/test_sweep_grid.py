@@ -144,6 +144,9 @@ def test_grid_rows_and_cells():
     assert all({"augment.captions", "augment.clap_filter"} <= set(sw) for _, sw in SYNTH_VARIANTS.values())
     cells = plan_cells(["gold", "synthio"], [("a", {}), ("b", {})], [50, 100], [0, 1, 2])
     assert len(cells) == 2 * 2 * 2 * 3 and len({c["id"] for c in cells}) == len(cells)
+    cells = plan_cells(["gold", "synthio"], [("a", {})], [50], [0, 1, 2], ks=[1, 3, 5])   # k per synthesis row
+    assert len(cells) == 3 + 3 * 3 and {c["k"] for c in cells if c["row"] == "gold"} == {None}
+    assert sorted({c["k"] for c in cells if c["row"] == "synthio"}) == [1, 3, 5] and len({c["id"] for c in cells}) == 12
 
 
 # --------------------------------------------------------------------------------- on Ray Tune
@@ -213,6 +216,20 @@ def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
     assert made == ["mixcap"]  # one generation for the wo_dpo row; synthio needed an alignment
     cells = pd.read_csv(tmp_path / "table.csv").set_index("method")
     assert list(cells.index) == ["gold", "noise", "wo_dpo", "synthio", "zero-shot CLAP"]
+    # k chosen on validation per row (grid.ks [1, 2], generated once at k=2): the best mean val, then smaller k
+    runs = pd.read_csv(tmp_path / "results.csv")
+    wo = runs[runs["method"] == "wo_dpo"]
+    assert sorted(wo["k"]) == [1, 1, 2, 2] and (wo["status"] == "ok").all()
+    means = wo.groupby("k")["val"].mean()
+    want = min(means.index, key=lambda k: (-means[k], k))
+    assert cells.loc["wo_dpo", "k"] == want and set(wo.loc[wo["k_selected"], "k"]) == {want}
+    assert cells.loc["wo_dpo", "mean"] == pytest.approx(wo.loc[wo["k"] == want, "value"].mean())
+    assert pd.isna(cells.loc["gold", "k"]) and f"k={int(want)}" in (tmp_path / "table.md").read_text()
+    fake = pd.read_parquet(tmp_path / "synthetic" / "embedded-n16-wo_dpo" / "manifest.parquet")
+    for k in (1, 2):    # each k trained on the first k captions of the one generation
+        trial = json.loads((tmp_path / "trials" / "embedded-n16" / "wo_dpo" / f"k{k}-seed0" / "metrics.json").read_text())
+        assert trial["data"]["train_counts"]["synthetic"] == ((fake["status"] == "accepted")
+                                                             & (fake["caption_index"] < k)).sum()
     assert cells.loc["gold", "runs"] == 2 and cells.loc["wo_dpo", "runs"] == 2 and cells.loc["synthio", "runs"] == 0
     runs = pd.read_csv(tmp_path / "results.csv")
     gold = runs[runs["method"] == "gold"]["value"]
@@ -298,7 +315,7 @@ def test_grid_variants_generate_with_their_switches(ray_local, tmp_path, zoo):
     cfg = load_config(DEFAULT, TINY + FAST + [f"grid.methods=[{','.join(rows)}]", "grid.seeds=[0]", "grid.ns=[8]",
                                               "grid.zero_shot=false", "grid.analyses=false", "augment.k=2",
                                               "augment.rounds=1", "augment.threshold=0.131",
-                                              "models.clap.finetune=none"])
+                                              "models.clap.finetune=none", "grid.ks=[2]"])
     report = run_grid(cfg, tmp_path, log=lambda s: None, align_fn=copy_align)
     assert (report.results["status"] == "ok").all(), report.results[["method", "status", "reason"]]
     prepared = str(tmp_path / "prepared" / "embedded-n8")

@@ -54,7 +54,8 @@ def markdown_table(cells: pd.DataFrame, metric: str = "accuracy") -> str:
     cols = _columns(cells)
     methods = list(dict.fromkeys(cells["method"]))
     head = "| Method | " + " | ".join(f"{d} (n={n})" for d, n in cols) + " |"
-    lines = [f"Test {metric} (%), mean ± std over seeds; in brackets the relative gain over gold-only.", "",
+    lines = [f"Test {metric} (%), mean ± std over seeds; in brackets the relative gain over gold-only; k: the "
+             "augmentation factor chosen on validation for the row.", "",
              head, "|---|" + "---|" * len(cols)]
     notes = []
     index = {(r.dataset, r.n, r.method): r for r in cells.itertuples()}
@@ -71,6 +72,9 @@ def markdown_table(cells: pd.DataFrame, metric: str = "accuracy") -> str:
                 cell = f"{100 * r.mean:.2f} ± {100 * r.std:.2f}"
                 if not np.isnan(r.gain_pct):
                     cell += f" ({r.gain_pct:+.1f}%)"
+                k = getattr(r, "k", None)
+                if k is not None and not pd.isna(k):
+                    cell += f" k={int(k)}"
                 if r.reason:
                     notes.append(f"- {m}, {d} (n={n}): {r.runs} runs ok; {r.reason}")
                 out.append(cell)

@@ -145,17 +145,37 @@ def _cfg_for(cfg: Config, data: dict, n: int) -> Config:
     return build_config(tree)
 
 
-def plan_cells(methods: list[str], datasets: list[tuple[str, dict]], ns: list[int], seeds: list[int]) -> list[dict]:
-    """Every (dataset, n, row, seed) cell with its variant and classifier method."""
+def plan_cells(methods: list[str], datasets: list[tuple[str, dict]], ns: list[int], seeds: list[int],
+               ks: list[int] | None = None) -> list[dict]:
+    """Every (dataset, n, row, [k,] seed) run with its variant and classifier method; synthesis rows get
+    one run per k in ``ks`` (``k`` None for the baselines)."""
     cells = []
     for name, _ in datasets:
         for n in ns:
             for row in methods:
                 variant, method = parse_row(row)
-                for seed in seeds:
-                    cells.append({"dataset": name, "n": n, "row": row, "variant": variant, "method": method,
-                                  "seed": seed, "id": f"{name}-n{n}-{row}-s{seed}"})
+                for k in (ks or [None]) if variant else [None]:
+                    for seed in seeds:
+                        tag = f"-k{k}" if k is not None else ""
+                        cells.append({"dataset": name, "n": n, "row": row, "variant": variant, "method": method,
+                                      "k": k, "seed": seed, "id": f"{name}-n{n}-{row}{tag}-s{seed}"})
     return cells
+
+
+def select_k(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, n, row) of a synthesis row: the k whose ok runs have the best mean validation score
+    (ties: the smaller k; no ok run: the smallest k, so the cell shows its reason). Adds ``k_selected``."""
+    results = results.copy()
+    results["k_selected"] = results["k"].isna()
+    for _, g in results[results["k"].notna()].groupby(["dataset", "n", "method"], sort=False):
+        ok = g[(g["status"] == "ok") & g["val"].notna()]
+        if len(ok):
+            means = ok.groupby("k")["val"].mean()
+            best = min(means.index, key=lambda k: (-means[k], k))
+        else:
+            best = g["k"].min()
+        results.loc[g.index[g["k"] == best], "k_selected"] = True
+    return results
 
 
 def _synthesize(cfg: Config, out: Path, key: str, variant: str, prepared: Path, align_fn: AlignFn,
@@ -166,6 +186,7 @@ def _synthesize(cfg: Config, out: Path, key: str, variant: str, prepared: Path, 
     objective, overrides = SYNTH_VARIANTS[variant]
     tree = config_to_dict(cfg)
     tree["augment"]["data"] = str(prepared)
+    tree["augment"]["k"] = max(cfg.grid.ks)       # generated once at the largest k; each k trains on a subset
     for dotted, value in overrides.items():
         sec, leaf = dotted.split(".")
         tree[sec][leaf] = value
@@ -212,7 +233,7 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     datasets = dataset_entries(g.datasets)
-    cells = plan_cells(g.methods, datasets, g.ns, g.seeds)
+    cells = plan_cells(g.methods, datasets, g.ns, g.seeds, g.ks)
     ensure_ray(cfg)
     prepared, synthetic, skipped, aligned, metrics_of = {}, {}, {}, {}, {}
     for name, data in datasets:
@@ -249,10 +270,12 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
         tree = with_overrides(cfg, {
             "train_classifier.data": str(prepared[key]), "train_classifier.method": c["method"],
             "train_classifier.synthetic": [str(synthetic[(key, c["variant"])])] if c["variant"] else [],
+            "train_classifier.synthetic_k": c["k"],
             "train_classifier.seed": c["seed"], "train_classifier.backend": g.backend,
             "train_classifier.zero_shot": False, "train_classifier.save_model": False,
             "train_classifier.feature_cache": str(out / "features")})
-        specs[c["id"]] = {"cfg": tree, "out": str(out / "trials" / key / c["row"] / f"seed{c['seed']}"),
+        run = (f"k{c['k']}-" if c["k"] is not None else "") + f"seed{c['seed']}"
+        specs[c["id"]] = {"cfg": tree, "out": str(out / "trials" / key / c["row"] / run),
                           "threads": g.trial_cpus}
     log(f"[grid] {len(specs)} trials ({len(rows)} cells skipped)")
     results = run_trials(specs, out / "tune", "grid", g.trial_cpus, g.max_concurrent)
@@ -280,9 +303,16 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
                              "seed": 0, "id": f"{name}-n{n}-zeroshot", "value": z[metrics_of[name]], "status": "ok",
                              "reason": None})
     results_df = pd.DataFrame(rows).rename(columns={"row": "method", "method": "classifier_method"})
+    for col in ("k", "val"):
+        if col not in results_df:
+            results_df[col] = None
+    results_df = select_k(results_df.astype({"k": "float", "val": "float"}))
     results_df.to_csv(out / "results.csv", index=False)
     order = list(g.methods) + [ZERO_SHOT]
-    table = aggregate(results_df, order)
+    chosen = results_df[results_df["k_selected"]]
+    table = aggregate(chosen, order)
+    won = chosen.dropna(subset=["k"]).groupby(["dataset", "n", "method"])["k"].first()
+    table["k"] = [won.get((d, n, m)) for d, n, m in zip(table["dataset"], table["n"], table["method"])]
     table.to_csv(out / "table.csv", index=False)
     metric_names = sorted(set(metrics_of.values()))
     md = "# Grid results\n\n" + markdown_table(table, " / ".join(metric_names))
