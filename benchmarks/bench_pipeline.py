@@ -32,7 +32,8 @@ from synthio_ray.data.labels import label_slugs  # noqa: E402
 from synthio_ray.data.manifest import load_prepared  # noqa: E402
 from synthio_ray.data.prepare import prepare_dataset  # noqa: E402
 from synthio_ray.pipeline.augment import _plan, gold_rows, run_augment  # noqa: E402
-from synthio_ray.pipeline.stages import CaptionWriter, Scorer, Synthesizer, label_text, pool_components  # noqa: E402
+from synthio_ray.pipeline.llm_stages import CaptionWriter, pool_components  # noqa: E402
+from synthio_ray.pipeline.stages import Scorer, Synthesizer, label_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

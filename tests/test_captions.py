@@ -14,7 +14,7 @@ from synthio_ray.data.labels import display_label, display_labels
 from synthio_ray.models.base import ChatModel, ChatResult
 from synthio_ray.models.llm_http import OpenAIChat
 from synthio_ray.models.openai_server import serve
-from synthio_ray.pipeline.stages import CaptionWriter, Reflector
+from synthio_ray.pipeline.llm_stages import CaptionWriter, Reflector
 
 from classifier_helpers import DEFAULT
 

@@ -28,8 +28,8 @@ from synthio_ray.data.manifest import PreparedDataset, load_prepared
 from synthio_ray.ids import clip_id
 from synthio_ray.pipeline.clap_adapt import adapt_clap
 from synthio_ray.pipeline.progress import Progress
-from synthio_ray.pipeline.stages import (CaptionWriter, ComponentExtractor, GoldCaptioner, Reflector, Scorer,
-                                         Synthesizer, label_text, pool_components)
+from synthio_ray.pipeline.llm_stages import CaptionWriter, ComponentExtractor, Reflector, pool_components
+from synthio_ray.pipeline.stages import GoldCaptioner, Scorer, Synthesizer, label_text
 from synthio_ray.pipeline.store import RunStore
 
 __all__ = ["AugmentReport", "run_augment", "gold_rows", "ensure_ray"]
