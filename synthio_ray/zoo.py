@@ -188,8 +188,8 @@ def _unzero(model, std: float = 0.02) -> None:
                 p.normal_(0.0, std)
 
 
-def _train_bpe(tok_cls, special_tokens: list[str], vocab_size: int, byte_level: bool, **kwargs):
-    """Train BPE on CORPUS through ``tok_cls``'s own normalizer/pre-tokenizer; returns a new ``tok_cls``.
+def _train_bpe(tok_cls, special_tokens: list[str], vocab_size: int, byte_level: bool, corpus=CORPUS, **kwargs):
+    """Train BPE on ``corpus`` through ``tok_cls``'s own normalizer/pre-tokenizer; returns a new ``tok_cls``.
 
     ``special_tokens`` get ids 0..n-1 in order; ``kwargs`` go to ``tok_cls`` (special-token names, etc.).
     """
@@ -204,13 +204,13 @@ def _train_bpe(tok_cls, special_tokens: list[str], vocab_size: int, byte_level: 
         initial_alphabet=alphabet,
         show_progress=False,
     )
-    backend.train_from_iterator(list(CORPUS), trainer)
+    backend.train_from_iterator(list(corpus), trainer)
     model = json.loads(backend.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return tok_cls(vocab=model["vocab"], merges=merges, **kwargs)
 
 
-def make_t5_tokenizer(model_max_length: int = 64):
+def make_t5_tokenizer(model_max_length: int = 64, corpus=CORPUS, vocab_size: int = 600):
     """T5 tokenizer (Unigram + Metaspace, ``<pad>``=0, ``</s>``=1, ``<unk>``=2, no sentinel ids).
 
     The ``tokenizers`` Unigram trainer orders tied pieces by hash and so is not reproducible; instead the pieces
@@ -224,11 +224,12 @@ def make_t5_tokenizer(model_max_length: int = 64):
     specials = ["<pad>", "</s>", "<unk>"]
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = T5Tokenizer(extra_ids=0).backend_tokenizer.pre_tokenizer
-    trainer = trainers.BpeTrainer(vocab_size=600, min_frequency=1, special_tokens=specials, show_progress=False)
-    bpe.train_from_iterator(list(CORPUS), trainer)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=specials,
+                                  show_progress=False)
+    bpe.train_from_iterator(list(corpus), trainer)
     pieces = [p for p, _ in sorted(bpe.get_vocab().items(), key=lambda kv: kv[1]) if p not in specials]
     counts = dict.fromkeys(pieces, 0)
-    for line in CORPUS:
+    for line in corpus:
         for piece in bpe.encode(line).tokens:
             counts[piece] = counts.get(piece, 0) + 1
     total = sum(counts.values()) + len(pieces)
@@ -244,15 +245,17 @@ def make_gemma_tokenizer(model_max_length: int = 256):
     return _train_bpe(GemmaTokenizer, specials, 700, byte_level=False, model_max_length=model_max_length)
 
 
-def make_roberta_tokenizer(model_max_length: int = 128):
+def make_roberta_tokenizer(model_max_length: int = 128, corpus=CORPUS, vocab_size: int = 700):
     """RoBERTa tokenizer (byte-level BPE: ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4)."""
     from transformers import RobertaTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    return _train_bpe(RobertaTokenizer, specials, 700, byte_level=True, model_max_length=model_max_length)
+    return _train_bpe(RobertaTokenizer, specials, vocab_size, byte_level=True, corpus=corpus,
+                      model_max_length=model_max_length)
 
 
-def make_qwen2_tokenizer(audio_tokens: bool = False, eos_token: str = "<|endoftext|>", model_max_length: int = 2048):
+def make_qwen2_tokenizer(audio_tokens: bool = False, eos_token: str = "<|endoftext|>", model_max_length: int = 2048,
+                         corpus=CORPUS, vocab_size: int = 700):
     """Qwen2 tokenizer (byte-level BPE, ``<|endoftext|>``=0) with ChatML specials and chat template.
 
     ``audio_tokens`` adds the Qwen2-Audio specials; ``eos_token`` is ``<|im_end|>`` for instruct-style LMs.
@@ -265,8 +268,9 @@ def make_qwen2_tokenizer(audio_tokens: bool = False, eos_token: str = "<|endofte
     tok = _train_bpe(
         Qwen2Tokenizer,
         ["<|endoftext|>"],
-        700,
+        vocab_size,
         byte_level=True,
+        corpus=corpus,
         extra_special_tokens=extra,
         eos_token=eos_token,
         model_max_length=model_max_length,

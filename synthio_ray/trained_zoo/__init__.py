@@ -1,0 +1,1 @@
+"""Small models trained on the procedural world (synthio_ray.world), saved in their upstream formats."""

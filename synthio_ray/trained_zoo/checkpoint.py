@@ -1,0 +1,51 @@
+"""Resumable training state: one file per trainer, written atomically, with the wall time spent so far.
+
+A trainer calls :func:`load_state` once (``None`` on a fresh start) and :func:`save_state` every minute or
+so; a killed run (``kill -9``, a session's end) loses at most the work since the last save, and a rerun
+with the same budget continues where it stopped until the *total* wall time reaches the budget.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["save_state", "load_state", "Budget"]
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """``state`` (tensors, optimizer states, plain values) -> ``path``, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | Path) -> dict[str, Any] | None:
+    """The saved state, or None when there is none."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class Budget:
+    """Wall-time budget across restarts: ``spent`` counts earlier runs' time plus this run's."""
+
+    def __init__(self, seconds: float, spent: float = 0.0):
+        self.seconds, self._before, self._start = float(seconds), float(spent), time.monotonic()
+
+    @property
+    def spent(self) -> float:
+        return self._before + time.monotonic() - self._start
+
+    @property
+    def fraction(self) -> float:
+        return min(self.spent / max(self.seconds, 1e-9), 1.0)
+
+    def done(self) -> bool:
+        return self.spent >= self.seconds
