@@ -63,7 +63,7 @@ def _validate(model, val: torch.Tensor) -> dict[str, float]:
 
 
 def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400, batch: int = 8,
-              crop: int = 4096, lr: float = 1e-3, kl_weight: float = 1e-4, save_every: float = 60.0,
+              crop: int = 4096, lr: float = 1e-3, kl_weight: float = 1e-4, save_every: float = 60.0, val_clips: int = 48,
               log: Callable[[str], None] = print) -> Path:
     """Train (or resume) for a total of ``seconds`` of wall time; return the exported ``work/vae``."""
     work = Path(work)
@@ -80,7 +80,7 @@ def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         log(f"vae: resuming at step {step} after {spent:.0f} s")
     budget = Budget(seconds, spent)
     data = torch.from_numpy(corpus_waves(work, clips, "train"))
-    val = torch.from_numpy(corpus_waves(work, 48, "val"))
+    val = torch.from_numpy(corpus_waves(work, val_clips, "val"))
     model.train()
     last_save = last_val = time.monotonic()
 
