@@ -366,13 +366,25 @@ class ClassifierTrainConfig:
     synthetic_threshold: Optional[float] = opt(None, "CLAP threshold p: per caption chain, the first round "
                                                "scoring >= p (null = the augmentation job's own decisions)")
     copies: int = opt(2, "augmented copies per gold clip for the classic methods", ge=1, le=50)
+    aug_draws: Optional[int] = opt(None, "classic methods: distinct random draws of the copies, cycled over "
+                                   "the epochs (epoch e uses draw (e-1) mod aug_draws); null = a fresh draw every "
+                                   "epoch; 1 = the copies are drawn once and reused", ge=1)
+    noise_kinds: list[str] = opt(factory=lambda: ["gaussian", "background"], help="noise: the variants "
+                                 "trained, gaussian (white noise) and background (background_noise recordings, "
+                                 "or coloured 1/f^b noise, b in [1, 2], when it is null); the run reports the one "
+                                 "with the best validation score (ties: the first listed)")
+    audiomentations_search: list[str] = opt(
+        factory=lambda: ["snr+shift", "stretch+pitch", "snr+stretch+pitch+shift", "snr+stretch+pitch+shift+masks"],
+        help="audiomentations: the transform combinations trained (each transforms joined by '+' from snr, "
+             "stretch, pitch, shift, masks, each at p 0.5); the run reports the one with the best validation "
+             "score (ties: the first listed)")
     retrieval_pool: Optional[str] = opt(None, "retrieval: the outside pool it retrieves from (the paper: "
                                         "AudioSet), a folder of audio files or a prepared dataset from another "
                                         "source; required by method retrieval (retrieval_in_domain uses the "
                                         "prepared dataset's own pool split, labels dropped)", path="dir")
     retrieval_n: int = opt(2, "retrieval: CLAP-nearest pool clips added per gold clip", ge=1)
-    background_noise: Optional[str] = opt(None, "noise: folder of background recordings (null = Gaussian "
-                                          "noise)", path="dir")
+    background_noise: Optional[str] = opt(None, "noise: folder of background recordings for the background "
+                                          "variant (null = coloured noise)", path="dir")
     epochs: Optional[int] = opt(None, "training epochs (null = 50, the paper's, or 40 for a zoo model)", ge=1)
     lr: Optional[float] = opt(None, "learning rate (null = 1e-4, the paper's for pre-trained AST, or 3e-4 "
                               "for a zoo model trained from scratch)", gt=0.0)
@@ -396,9 +408,19 @@ class ClassifierTrainConfig:
     feature_cache: Optional[str] = opt(None, "folder caching AST features across runs (null = OUT/features)")
 
     def check(self, key: str) -> list[str]:
+        problems = []
         if self.method is not None and self.method not in CLASSIFIER_METHODS:
-            return [f"{key}.method: expected one of {', '.join(CLASSIFIER_METHODS)}; got {self.method!r}"]
-        return []
+            problems.append(f"{key}.method: expected one of {', '.join(CLASSIFIER_METHODS)}; got {self.method!r}")
+        kinds = ("gaussian", "background")
+        if not self.noise_kinds or any(k not in kinds for k in self.noise_kinds):
+            problems.append(f"{key}.noise_kinds: a non-empty list of {', '.join(kinds)}; got {self.noise_kinds}")
+        transforms = ("snr", "stretch", "pitch", "shift", "masks")
+        for combo in self.audiomentations_search or [""]:
+            names = combo.split("+")
+            if not combo or any(n not in transforms for n in names) or len(set(names)) != len(names):
+                problems.append(f"{key}.audiomentations_search: each entry distinct transforms joined by '+' from "
+                                f"{', '.join(transforms)}; got {combo!r}")
+        return problems
 
 
 @dataclass

@@ -236,7 +236,16 @@ def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
     assert cells.loc["gold", "mean"] == pytest.approx(gold.mean()) and cells.loc["gold", "std"] == pytest.approx(gold.std(ddof=1))
     noise = cells.loc["noise", "mean"]
     assert cells.loc["noise", "gain_pct"] == pytest.approx(100 * (noise - gold.mean()) / gold.mean())
+    # the noise kind each run chose on validation is in its results row, and counted in the cell
+    noise_runs = runs[runs["method"] == "noise"]
+    for r in noise_runs.itertuples():
+        trial = json.loads((tmp_path / "trials" / "embedded-n16" / "noise" / f"seed{r.seed}" / "metrics.json").read_text())
+        assert r.augmentation == trial["augmentation"]["chosen"] and r.augmentation in ("gaussian", "background")
+        assert [c["name"] for c in trial["augmentation"]["candidates"]] == ["gaussian", "background"]
+    picked = ", ".join(f"{k} x{v}" for k, v in sorted(noise_runs["augmentation"].value_counts().items()))
+    assert cells.loc["noise", "augmentation"] == picked and runs.loc[runs["method"] == "gold", "augmentation"].isna().all()
     md = (tmp_path / "table.md").read_text()
+    assert f"[{picked}]" in md
     assert "| Method | embedded (n=16) |" in md and "| synthio | n/a |" in md
     assert "synthio, embedded (n=16): align (dpo) unavailable: no align job in this test" in md
     assert "| zero-shot CLAP |" in md and "## Analyses of the synthetic sets" in md and "Leakage: Stable Audio" in md

@@ -6,10 +6,13 @@ on AST input features ``(frames, mel)``; the one a method does not use is the id
 
 | name | class | what it does |
 |---|---|---|
-| ``noise`` | :class:`~synthio_ray.augment.noise.AddNoise` | Gaussian noise (or a random background clip) at 10-30 dB SNR |
+| ``noise`` | :class:`~synthio_ray.augment.noise.AddNoise` | Gaussian or background noise (recordings, else coloured noise) at 10-30 dB SNR |
 | ``pitch`` | :class:`~synthio_ray.augment.pitch.PitchTimeShift` | pitch shift by +-2 semitones and a circular time shift by up to +-20 % |
 | ``specaugment`` | :class:`~synthio_ray.augment.specaugment.SpecAugment` | one frequency mask (<= 24 bins) and one time mask (<= 18.75 % of frames), AST's ESC-50 recipe |
-| ``audiomentations`` | :class:`~synthio_ray.augment.audiomentations_chain.AudiomentationsChain` | AddGaussianSNR, TimeStretch, PitchShift, Shift (p 0.5 each) then SpecAugment masks (p 0.5) |
+| ``audiomentations`` | :class:`~synthio_ray.augment.audiomentations_chain.AudiomentationsChain` | a combination of AddGaussianSNR, TimeStretch, PitchShift, Shift (p 0.5 each) and SpecAugment masks (p 0.5) |
+
+``noise`` and ``audiomentations`` are searched: ``make_candidates`` gives the objects a run trains (one per
+noise kind, one per combination of ``SEARCH_SPACE``), and the run reports the best on validation.
 
 Retrieval (``retrieval.py``) is not a per-clip transform: it adds the CLAP-nearest clips of an unlabelled
 pool to each gold clip, labelled with the gold clip's labels.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CLASSIC_METHODS", "make_augmentation", "Augmentation"]
+__all__ = ["CLASSIC_METHODS", "make_augmentation", "make_candidates", "Augmentation"]
 
 CLASSIC_METHODS = ("noise", "pitch", "specaugment", "audiomentations")
 
@@ -32,6 +35,12 @@ class Augmentation:
     @property
     def params(self) -> dict:
         return {}
+
+    @property
+    def changes_wave(self) -> bool:
+        """False when ``wave`` is the identity: the features of a draw then derive from the clip's plain
+        features (no new front-end pass, no cache entry per draw)."""
+        return type(self).wave is not Augmentation.wave
 
     def wave(self, x, sample_rate: int, seed: int):
         return x
@@ -55,3 +64,26 @@ def make_augmentation(name: str, **kwargs: Any) -> Augmentation:
         from synthio_ray.augment.audiomentations_chain import AudiomentationsChain
         return AudiomentationsChain(**kwargs)
     raise ValueError(f"unknown augmentation {name!r}: one of {', '.join(CLASSIC_METHODS)}")
+
+
+def make_candidates(name: str, noise_kinds: list[str] | tuple[str, ...] = ("gaussian", "background"),
+                    combinations: list[str] | tuple[str, ...] | None = None,
+                    backgrounds: list | None = None) -> list[tuple[str, Augmentation]]:
+    """The (candidate name, augmentation) pairs a classic method trains, in order (ties go to the first):
+    ``noise`` one per kind of ``noise_kinds`` (``backgrounds``: the recordings of the ``background``
+    kind; none: coloured noise), ``audiomentations`` one per combination of ``combinations`` (default
+    ``SEARCH_SPACE``); ``pitch`` and ``specaugment`` one, named after the method."""
+    if name == "noise":
+        if not noise_kinds:
+            raise ValueError("noise: give at least one noise kind")
+        return [(k, make_augmentation("noise", kind=k, backgrounds=backgrounds if k == "background" else None))
+                for k in dict.fromkeys(noise_kinds)]
+    if name == "audiomentations":
+        from synthio_ray.augment.audiomentations_chain import SEARCH_SPACE
+
+        out: dict[str, Augmentation] = {}
+        for c in combinations or SEARCH_SPACE:
+            chain = make_augmentation("audiomentations", transforms=c)
+            out.setdefault(chain.combination, chain)  # named canonically ("shift+snr" is "snr+shift"), once
+        return list(out.items())
+    return [(name, make_augmentation(name))]

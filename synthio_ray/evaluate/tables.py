@@ -55,7 +55,8 @@ def markdown_table(cells: pd.DataFrame, metric: str = "accuracy") -> str:
     methods = list(dict.fromkeys(cells["method"]))
     head = "| Method | " + " | ".join(f"{d} (n={n})" for d, n in cols) + " |"
     lines = [f"Test {metric} (%), mean ± std over seeds; in brackets the relative gain over gold-only; k: the "
-             "augmentation factor chosen on validation for the row.", "",
+             "augmentation factor chosen on validation for the row; in square brackets: the candidate a searched "
+             "classic method (noise kind, audiomentations combination) chose on validation, per seed.", "",
              head, "|---|" + "---|" * len(cols)]
     notes = []
     index = {(r.dataset, r.n, r.method): r for r in cells.itertuples()}
@@ -75,6 +76,9 @@ def markdown_table(cells: pd.DataFrame, metric: str = "accuracy") -> str:
                 k = getattr(r, "k", None)
                 if k is not None and not pd.isna(k):
                     cell += f" k={int(k)}"
+                aug = getattr(r, "augmentation", None)
+                if isinstance(aug, str) and aug:
+                    cell += f" [{aug}]"
                 if r.reason:
                     notes.append(f"- {m}, {d} (n={n}): {r.runs} runs ok; {r.reason}")
                 out.append(cell)

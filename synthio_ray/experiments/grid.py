@@ -19,8 +19,9 @@ generated (``run_augment``) once per (dataset, n) in ``OUT/synthetic/...``; AST 
 (``OUT/features``). Then every cell (dataset, n, row, training seed) is one Ray Tune trial
 (``trials.py``). Variants whose alignment or generation fails are skipped with the reason in the table.
 
-Outputs: ``OUT/results.csv`` (one row per run), ``OUT/table.csv`` (per cell: mean, std over seeds, relative
-gain over gold-only), ``OUT/table.md`` (the paper's layout, the zero-shot CLAP row, the section-6
+Outputs: ``OUT/results.csv`` (one row per run; ``augmentation``: the candidate a searched classic
+method chose on validation, e.g. the noise kind), ``OUT/table.csv`` (per cell: mean, std over seeds, relative
+gain over gold-only, the chosen candidates with their counts over seeds), ``OUT/table.md`` (the paper's layout, the zero-shot CLAP row, the section-6
 analyses), ``OUT/grid.png``, ``OUT/analysis/<set>/`` (diversity, FAD, spectral-feature plots).
 """
 from __future__ import annotations
@@ -286,7 +287,8 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
             rows.append({**c, "value": m["test"][m["metric"]] if m else float("nan"), "status": r["status"],
                          "reason": None if m else r.get("error"), "val": m["val"][m["metric"]] if m else None,
                          "best_epoch": m["best_epoch"] if m else None,
-                         "train_clips": m["data"]["train"] if m else None})
+                         "train_clips": m["data"]["train"] if m else None,
+                         "augmentation": (m.get("augmentation") or {}).get("chosen") if m else None})
     clap = None
     if g.zero_shot or g.analyses:
         from synthio_ray.models.clap import load_clap
@@ -303,7 +305,7 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
                              "seed": 0, "id": f"{name}-n{n}-zeroshot", "value": z[metrics_of[name]], "status": "ok",
                              "reason": None})
     results_df = pd.DataFrame(rows).rename(columns={"row": "method", "method": "classifier_method"})
-    for col in ("k", "val"):
+    for col in ("k", "val", "augmentation"):
         if col not in results_df:
             results_df[col] = None
     results_df = select_k(results_df.astype({"k": "float", "val": "float"}))
@@ -313,6 +315,9 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
     table = aggregate(chosen, order)
     won = chosen.dropna(subset=["k"]).groupby(["dataset", "n", "method"])["k"].first()
     table["k"] = [won.get((d, n, m)) for d, n, m in zip(table["dataset"], table["n"], table["method"])]
+    picked = chosen.dropna(subset=["augmentation"]).groupby(["dataset", "n", "method"])["augmentation"].agg(
+        lambda s: ", ".join(f"{name} x{count}" for name, count in sorted(s.value_counts().items())))
+    table["augmentation"] = [picked.get((d, n, m)) for d, n, m in zip(table["dataset"], table["n"], table["method"])]
     table.to_csv(out / "table.csv", index=False)
     metric_names = sorted(set(metrics_of.values()))
     md = "# Grid results\n\n" + markdown_table(table, " / ".join(metric_names))

@@ -1,20 +1,25 @@
 """Fine-tuning the AST classifier: the epoch loop as plain functions, and its Ray Train worker loop.
 
-``fit(model, train, val, opts)`` trains for ``opts.epochs`` epochs and scores the **validation** split
-after each; the weights of the best epoch (highest val accuracy, or mAP for multi-label sets; the first
-one on ties) are kept. ``evaluate`` then scores the test split once with those weights. The test split
-never influences training or selection (the authors' script selected on test).
+``fit(model, train, val, opts)`` trains for ``opts.epochs`` epochs on ``train.epoch(e)`` (a
+``FeatureSet``, the same every epoch, or a ``TrainingSet`` whose augmented copies are drawn afresh for
+each epoch, featurised before it) and scores the **validation** split after each; the weights of the
+best epoch (highest val accuracy, or mAP for multi-label sets; the first one on ties) are kept.
+``evaluate`` then scores the test split once with those weights. The test split never influences
+training or selection (the authors' script selected on test).
 
 Recipe (AST's, as in NOTES.md): Adam(W) at ``lr``, weight decay ``weight_decay``, the learning rate
 multiplied by ``lr_decay`` every epoch from ``lr_decay_start`` on; cross-entropy (single-label) or
 binary cross-entropy (multi-label); shuffled mini-batches of ``batch_size`` (over all workers).
 
 ``train_loop_per_worker(config)`` is what ``TorchTrainer`` runs: every worker loads the feature files,
-wraps the model with ``ray.train.torch.prepare_model`` (DDP when ``world > 1``) and trains on its shard of
-each epoch's permutation (padded so every rank runs the same number of steps); every rank scores the
+wraps the model with ``ray.train.torch.prepare_model`` (DDP when ``world > 1``), rebuilds the training
+set (the fixed rows' file and, for a classic method, its ``AugmentedCopies``, featurised per epoch
+through the shared feature cache, each rank computing its share of the misses) and trains on its shard
+of each epoch's permutation (padded so every rank runs the same number of steps); every rank scores the
 whole validation split (so all agree on the best epoch) and reports the epoch's metrics; rank 0 then
-tests the best weights and reports the final result with a checkpoint holding ``result.json`` (and the
-model in ``model/`` when asked), so ``Result.metrics`` / ``Result.checkpoint`` are set (Ray Train V2).
+tests the best weights (unless no test file is given: a searched candidate, tested later only if
+chosen) and reports the final result with a checkpoint holding ``result.json`` (and the model in
+``model/`` when asked), so ``Result.metrics`` / ``Result.checkpoint`` are set (Ray Train V2).
 """
 from __future__ import annotations
 
@@ -33,10 +38,10 @@ import torch.nn.functional as F
 
 from synthio_ray.evaluate.metrics import classification_metrics, primary_metric
 from synthio_ray.ids import stable_int
-from synthio_ray.train.classifier_data import FeatureSet
+from synthio_ray.train.classifier_data import FeatureCache, FeatureSet, TrainingSet
 
-__all__ = ["FitOptions", "FitResult", "fit", "evaluate", "predict_probs", "lr_at", "train_loop_per_worker",
-           "RESULT_FILE"]
+__all__ = ["FitOptions", "FitResult", "fit", "evaluate", "evaluate_saved", "predict_probs", "lr_at",
+           "train_loop_per_worker", "RESULT_FILE"]
 
 RESULT_FILE = "result.json"
 
@@ -101,6 +106,16 @@ def evaluate(model: Any, data: FeatureSet, opts: FitOptions) -> dict:
     return classification_metrics(probs, data.y.numpy(), opts.labels, opts.multilabel)
 
 
+def evaluate_saved(model_dir: str | Path, data: FeatureSet, opts: FitOptions, device: str = "cpu") -> dict:
+    """``evaluate`` with the model saved in ``model_dir`` (``save_pretrained``), on ``device``."""
+    from transformers import ASTForAudioClassification
+
+    from synthio_ray.models.base import pick_device
+
+    model = ASTForAudioClassification.from_pretrained(model_dir).to(pick_device(device)).eval()
+    return evaluate(model, data, opts)
+
+
 def _mean_over_workers(value: float, world: int) -> float:
     if world == 1:
         return value
@@ -111,13 +126,15 @@ def _mean_over_workers(value: float, world: int) -> float:
     return float(t.item()) / world
 
 
-def fit(model: Any, train: FeatureSet, val: FeatureSet, opts: FitOptions, *, module: Any = None, rank: int = 0,
+def fit(model: Any, train: FeatureSet | TrainingSet, val: FeatureSet, opts: FitOptions, *, module: Any = None,
+        rank: int = 0,
         world: int = 1, on_epoch: Callable[[dict], None] | None = None) -> FitResult:
     """Train ``model`` (an ``ASTForAudioClassification``), selecting the epoch on ``val``.
 
     ``module``: what the forward pass goes through (the DDP wrapper on Ray Train; default ``model``).
-    ``on_epoch(row)`` is called after each epoch with the curve row. Leaves ``model`` holding the best
-    epoch's weights."""
+    ``on_epoch(row)`` is called after each epoch with the curve row (with ``aug_draw`` and ``aug_digest``,
+    the draw of augmented copies the epoch trained on, when ``train`` has them). Leaves ``model`` holding
+    the best epoch's weights."""
     module = module if module is not None else model
     device = next(model.parameters()).device
     torch.manual_seed(stable_int("classifier-init", opts.seed, rank))
@@ -135,12 +152,15 @@ def fit(model: Any, train: FeatureSet, val: FeatureSet, opts: FitOptions, *, mod
         if world > 1:  # pad to a multiple of the world size: every rank runs the same number of steps
             pad = (-n) % world
             order = torch.cat([order, order[:pad]])[rank::world]
-        module.train()
         t0, losses = time.perf_counter(), []
+        data = train.epoch(epoch)
+        if len(data) != n:
+            raise RuntimeError(f"epoch {epoch}: the training set has {len(data)} rows, not {n}")
+        module.train()
         for i in range(0, len(order), per_rank):
             idx = order[i:i + per_rank]
-            logits = module(input_values=train.x[idx].to(device)).logits
-            loss = _loss(logits.float(), train.y[idx].to(device), opts.multilabel)
+            logits = module(input_values=data.x[idx].to(device)).logits
+            loss = _loss(logits.float(), data.y[idx].to(device), opts.multilabel)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -149,7 +169,7 @@ def fit(model: Any, train: FeatureSet, val: FeatureSet, opts: FitOptions, *, mod
         score = _mean_over_workers(float(val_metrics[opts.metric]), world)
         row = {"epoch": epoch, "lr": lr, "train_loss": _mean_over_workers(float(np.mean(losses)), world),
                **{k: v for k, v in val_metrics.items() if k != "per_class_accuracy"},
-               "seconds": time.perf_counter() - t0}
+               **data.info, "seconds": time.perf_counter() - t0}
         row[opts.metric] = score
         curve.append(row)
         if best is None or score > best[0]:
@@ -168,8 +188,9 @@ def _say(message: str) -> None:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train worker. ``config``: ``features`` {train, val, test: FeatureSet files}, ``options`` (FitOptions
-    as a dict), ``model`` (AST path), ``threads``, ``save_model``, ``log``."""
+    """Ray Train worker. ``config``: ``features`` {train, val, test: FeatureSet files; test may be None},
+    ``augmented`` (None, or {copies: AugmentedCopies, at: gold rows, cache: feature cache folder}),
+    ``options`` (FitOptions as a dict), ``model`` (AST path), ``threads``, ``save_model``, ``log``."""
     import logging
 
     import ray.train
@@ -194,6 +215,9 @@ def train_loop_per_worker(config: dict) -> None:
     module = ray.train.torch.prepare_model(model)  # moves to device; DDP when world > 1
     model = getattr(module, "module", module)
     train = FeatureSet.load(config["features"]["train"])
+    aug = config.get("augmented")
+    if aug:
+        train = TrainingSet(train, aug["at"], aug["copies"], FeatureCache(aug["cache"], fe), rank, world)
     val = FeatureSet.load(config["features"]["val"])
 
     def on_epoch(row: dict) -> None:
@@ -209,8 +233,10 @@ def train_loop_per_worker(config: dict) -> None:
         checkpoint = None
         final: dict = {"done": 1, "best_epoch": res.best_epoch, "val_best": res.best_val[opts.metric]}
         if rank == 0:
-            test = evaluate(model, FeatureSet.load(config["features"]["test"]), opts)
-            final["test_" + opts.metric] = test[opts.metric]
+            test = None
+            if config["features"].get("test"):
+                test = evaluate(model, FeatureSet.load(config["features"]["test"]), opts)
+                final["test_" + opts.metric] = test[opts.metric]
             result = {"curve": res.curve, "best_epoch": res.best_epoch, "val": res.best_val, "test": test,
                       "metric": opts.metric, "seconds": seconds, "device": str(device), "world": world}
             (Path(d) / RESULT_FILE).write_text(json.dumps(result))
@@ -225,17 +251,18 @@ def options_dict(opts: FitOptions) -> dict:
     return asdict(opts)
 
 
-def fit_local(model_path: str, train: FeatureSet, val: FeatureSet, test: FeatureSet, opts: FitOptions,
-              device: str = "cpu", on_epoch: Callable[[dict], None] | None = None, save_model: Path | None = None
-              ) -> dict:
-    """The same training in this process (no Ray): -> ``result`` as ``result.json`` holds it."""
+def fit_local(model_path: str, train: FeatureSet | TrainingSet, val: FeatureSet, test: FeatureSet | None,
+              opts: FitOptions, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
+              save_model: Path | None = None) -> dict:
+    """The same training in this process (no Ray): -> ``result`` as ``result.json`` holds it (``test``
+    None when no test set is given)."""
     from synthio_ray.models.classifier_ast import load_ast_classifier
 
     model, fe = load_ast_classifier(model_path, opts.labels, opts.multilabel, device, opts.seed)
     t0 = time.perf_counter()
     res = fit(model, train, val, opts, on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
-    test_metrics = evaluate(model, test, opts)
+    test_metrics = evaluate(model, test, opts) if test is not None else None
     if save_model is not None:
         model.save_pretrained(save_model)
         fe.save_pretrained(save_model)
@@ -243,10 +270,11 @@ def fit_local(model_path: str, train: FeatureSet, val: FeatureSet, test: Feature
             "metric": opts.metric, "seconds": seconds, "device": str(device), "world": 1}
 
 
-def fit_ray_train(model_path: str, feature_files: dict[str, str], opts: FitOptions, storage: Path, name: str,
+def fit_ray_train(model_path: str, feature_files: dict[str, str | None], opts: FitOptions, storage: Path, name: str,
                   workers: int = 1, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
-                  save_model: Path | None = None, log: bool = True) -> dict:
-    """The training on Ray Train (``TorchTrainer`` with ``workers`` DDP workers) -> ``result``."""
+                  save_model: Path | None = None, log: bool = True, augmented: dict | None = None) -> dict:
+    """The training on Ray Train (``TorchTrainer`` with ``workers`` DDP workers) -> ``result``.
+    ``augmented``: see ``train_loop_per_worker``."""
     import shutil
 
     from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
@@ -259,7 +287,7 @@ def fit_ray_train(model_path: str, feature_files: dict[str, str], opts: FitOptio
         train_loop_per_worker,
         train_loop_config={"features": feature_files, "options": options_dict(opts), "model": model_path,
                            "threads": max(1, int(cpus_per_worker)), "save_model": save_model is not None,
-                           "log": log},
+                           "log": log, "augmented": augmented},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve()),
                              failure_config=FailureConfig(max_failures=0),

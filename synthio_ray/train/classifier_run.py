@@ -4,13 +4,19 @@ and every trial of the sweep and the grid).
 1. D_small: ``train_classifier.data``, or the embedded default prepared into ``OUT/prepared``.
 2. The training set of ``train_classifier.method`` (``classifier_data.py``), the validation and test
    splits; AST features cached in ``train_classifier.feature_cache`` (default ``OUT/features/cache``).
+   A classic method's augmented copies are drawn afresh every epoch (``train_classifier.aug_draws``
+   bounds the distinct draws) and featurised before the epoch, into the same cache.
 3. Training: Ray Train (``TorchTrainer``, ``train_classifier.workers`` DDP workers; feature files in
    ``OUT/features``, run folder ``OUT/ray_train/classifier``) or, with ``backend=local``, this process. The
    epoch is selected on validation; test is scored once with the selected weights.
+   ``noise`` and ``audiomentations`` are searched: one training per candidate (``noise_kinds``,
+   ``audiomentations_search``), each without test; the candidate with the best validation score of its
+   selected epoch (ties: the first listed) is the run's, and only its weights see the test split, once.
 4. Zero-shot CLAP on the test split (reference row), then ``OUT/metrics.json``:
    ``method, seed, metric, test{accuracy, macro_f1, per_class_accuracy[, map]}, val (best epoch),
-   best_epoch, val_curve, zero_shot_clap, data{prepared, synthetic, selection, train_counts, val, test,
-   labels}, recipe, seconds``.
+   best_epoch, val_curve (with each epoch's augmentation draw and digest), zero_shot_clap, data{prepared,
+   synthetic, selection, train_counts, val, test, labels}, augmentation{method, chosen, candidates
+   (name, params, val, best_epoch), copies, draws, seeds}, recipe, seconds``.
 """
 from __future__ import annotations
 
@@ -22,7 +28,8 @@ from typing import Any, Callable
 
 from synthio_ray.config import Config, config_to_dict
 
-__all__ = ["resolve_recipe", "run_train_classifier", "TrainError", "resolve_method", "check_prepared"]
+__all__ = ["resolve_recipe", "run_train_classifier", "TrainError", "resolve_method", "check_prepared",
+           "best_candidate"]
 
 
 class TrainError(RuntimeError):
@@ -79,6 +86,17 @@ def _backgrounds(folder: str, sample_rate: int) -> list:
     return [load_audio(p, sample_rate)[0] for p in paths]
 
 
+def best_candidate(scores: list[float]) -> int:
+    """Index of the highest validation score; ties go to the first (the order the search space lists)."""
+    if not scores:
+        raise ValueError("no candidates")
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+SEEDS_NOTE = ("epoch e trains on draw d = e-1 (or (e-1) mod draws); copy c of clip id: seed stable_int(method, "
+              "seed, id, c) for d = 0, stable_int(method, seed, id, c, d) after")
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -91,10 +109,10 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
 
     ``on_epoch(row)`` gets each epoch's validation row (``backend=local`` only; Tune trials report with it).
     ``clap``: an already loaded CLAP model for retrieval / zero-shot (default: ``models.clap``)."""
-    from synthio_ray.augment import make_augmentation
+    from synthio_ray.augment import make_candidates
     from synthio_ray.augment.retrieval import pool_frame, retrieve
     from synthio_ray.models.paths import resolve_model_path
-    from synthio_ray.train.classifier import FitOptions, fit_local, fit_ray_train
+    from synthio_ray.train import classifier as clf
     from synthio_ray.train.classifier_data import FeatureCache, build_training_set, featurize_split, parse_method
     from synthio_ray.train.synthetic import synthetic_rows
 
@@ -150,32 +168,96 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
                 agree = [truth[p] == set(x) for p, x in zip(rows["path"], rows["labels"])]
                 retrieval_info["label_agreement"] = sum(agree) / max(1, len(agree))
             return rows
-    augmentation = None
-    if parts.classic == "noise" and t.background_noise:
-        augmentation = make_augmentation("noise", backgrounds=_backgrounds(t.background_noise, cache.feats.sample_rate))
+    candidates: list = [(None, None)]
+    if parts.classic:
+        backgrounds = None
+        if parts.classic == "noise" and "background" in t.noise_kinds and t.background_noise:
+            backgrounds = _backgrounds(t.background_noise, cache.feats.sample_rate)
+        candidates = make_candidates(parts.classic, t.noise_kinds, t.audiomentations_search, backgrounds)
     train = build_training_set(method, ds.split("train"), ds.labels, cache, seed, t.copies, synthetic, retrieval,
-                               augmentation)
+                               candidates[0][1], t.aug_draws)
     val = featurize_split(ds.split("val"), ds.labels, cache, "val")
     test = featurize_split(ds.split("test"), ds.labels, cache, "test")
     log(f"[classifier] {method}: {len(train)} training clips {train.counts()}, {len(val)} val, {len(test)} test; "
-        f"features {cache.misses} computed, {cache.hits} cached")
-    opts = FitOptions(labels=list(ds.labels), multilabel=ds.multilabel, epochs=recipe["epochs"], lr=recipe["lr"],
-                      batch_size=recipe["batch_size"], weight_decay=recipe["weight_decay"], lr_decay=recipe["lr_decay"],
-                      lr_decay_start=recipe["lr_decay_start"], seed=seed)
+        f"features {cache.misses} computed, {cache.hits} cached"
+        + ("" if not parts.classic else f"; {parts.classic} copies drawn per epoch ("
+           + (f"{t.aug_draws} distinct draws, cycled)" if t.aug_draws else "fresh every epoch)")
+           + (f", {len(candidates)} candidates: {', '.join(n for n, _ in candidates)}" if len(candidates) > 1 else "")))
+    opts = clf.FitOptions(labels=list(ds.labels), multilabel=ds.multilabel, epochs=recipe["epochs"], lr=recipe["lr"],
+                          batch_size=recipe["batch_size"], weight_decay=recipe["weight_decay"],
+                          lr_decay=recipe["lr_decay"], lr_decay_start=recipe["lr_decay_start"], seed=seed)
     save = out / "model" if t.save_model else None
-    if t.backend == "local":
-        import torch
-
-        torch.set_num_threads(max(1, int(t.cpus_per_worker)))
-        result = fit_local(model_path, train, val, test, opts, cfg.models.classifier.device, on_epoch, save)
-    else:
+    files: dict = {}
+    if t.backend != "local":
         from synthio_ray.pipeline.augment import ensure_ray
 
         files = {name: str(s.save(out / "features" / f"{name}.pt")) for name, s in
-                 (("train", train), ("val", val), ("test", test))}
+                 (("train", train.fixed), ("val", val), ("test", test))}
         ensure_ray(cfg)
-        result = fit_ray_train(model_path, files, opts, out / "ray_train", "classifier", t.workers, t.cpus_per_worker,
-                               t.gpus_per_worker, save, log=True)
+
+    def fit_one(train_set, with_test: bool, save_to: Path | None, tag: str, index: int) -> dict:
+        if t.backend == "local":
+            import torch
+
+            torch.set_num_threads(max(1, int(t.cpus_per_worker)))
+            report = None if on_epoch is None else (lambda row: on_epoch({**row, "candidate": index}))
+            return clf.fit_local(model_path, train_set, val, test if with_test else None, opts,
+                                 cfg.models.classifier.device, report, save_to)
+        augmented = None if train_set.augmented is None else {
+            "copies": train_set.augmented, "at": train_set.at, "cache": str(cache.folder)}
+        return clf.fit_ray_train(model_path, {**files, "test": files["test"] if with_test else None}, opts,
+                                 out / "ray_train", "classifier" + tag, t.workers, t.cpus_per_worker,
+                                 t.gpus_per_worker, save_to, log=True, augmented=augmented)
+
+    searched = []
+    if len(candidates) == 1:
+        result = fit_one(train, True, save, "", 0)
+        chosen = candidates[0][0]
+    else:  # train every candidate without test; keep the best one's weights on disk, test only those
+        import shutil
+
+        best, best_dir = None, None
+        for i, (name, aug) in enumerate(candidates):
+            folder = out / "candidates" / name / "model"
+            if folder.exists():
+                shutil.rmtree(folder)
+            res = fit_one(train.with_augmentation(aug), False, folder, "-" + name.replace("+", "_"), i)
+            searched.append(res)
+            log(f"[classifier] {method} candidate {name}: val {opts.metric} {res['val'][opts.metric]:.4f} "
+                f"(epoch {res['best_epoch']})")
+            if best_candidate([r["val"][opts.metric] for r in searched]) == i:
+                if best_dir is not None:
+                    shutil.rmtree(best_dir)
+                best, best_dir = i, folder
+            else:
+                shutil.rmtree(folder)
+        chosen = candidates[best][0]
+        result = dict(searched[best], seconds=sum(r["seconds"] for r in searched))
+        result["test"] = clf.evaluate_saved(best_dir, test, opts, cfg.models.classifier.device)
+        if save is not None:
+            if save.exists():
+                shutil.rmtree(save)
+            shutil.move(str(best_dir), str(save))
+        shutil.rmtree(out / "candidates", ignore_errors=True)
+        log(f"[classifier] {method}: chose {chosen} on validation; test {opts.metric} "
+            f"{result['test'][opts.metric]:.4f}")
+    augmentation = None
+    if parts.classic:
+        candidate_rows = []
+        for i, (name, aug) in enumerate(candidates):
+            row = {"name": name, "params": aug.params}
+            if hasattr(aug, "source"):
+                row["source"] = aug.source
+            if searched:
+                row.update(val=searched[i]["val"][opts.metric], best_epoch=searched[i]["best_epoch"])
+            candidate_rows.append(row)
+        augmentation = {
+            "method": parts.classic, "chosen": chosen, "candidates": candidate_rows,
+            "selected_on": (f"validation {opts.metric} of each candidate's selected epoch (ties: the first listed)"
+                            if searched else None),
+            "copies": t.copies, "draws": t.aug_draws, "distinct_draws": min(recipe["epochs"], t.aug_draws or
+                                                                            recipe["epochs"]),
+            "seeds": SEEDS_NOTE}
     zero_shot = None
     if t.zero_shot:
         from synthio_ray.evaluate.zeroshot import zero_shot_clap
@@ -194,6 +276,7 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
         "model": model_path, "recipe": recipe, "backend": t.backend,
         "workers": t.workers if t.backend == "ray_train" else 1,
         "train_seconds": result["seconds"], "seconds": time.perf_counter() - t0,
+        "augmentation": augmentation,
         "model_dir": str(save) if save else None, "config": config_to_dict(cfg)["train_classifier"],
     }
     metrics["data"]["train_counts"] = {k: int(v) for k, v in metrics["data"]["train_counts"].items()}
@@ -209,6 +292,10 @@ def summary(metrics: dict) -> str:
              f"  selected epoch {metrics['best_epoch']}/{len(metrics['val_curve'])} on validation "
              f"({m} {metrics['val'][m]:.4f})",
              f"  test {m} {test[m]:.4f}, macro-F1 {test['macro_f1']:.4f}"]
+    a = metrics.get("augmentation")
+    if a and len(a["candidates"]) > 1:
+        vals = ", ".join(f"{c['name']} {c['val']:.4f}" for c in a["candidates"])
+        lines.insert(1, f"  {a['method']}: chose {a['chosen']} on validation ({vals})")
     if metrics.get("zero_shot_clap"):
         z = metrics["zero_shot_clap"]
         lines.append(f"  zero-shot CLAP on test: {m} {z[m]:.4f} ({z['model']})")
