@@ -8,6 +8,9 @@ clips of an outside unlabelled pool, train_classifier.retrieval_pool: required),
 same from the prepared set's own pool split), synthetic (the accepted clips of each
 --synthetic output; train_classifier.synthetic_k / synthetic_threshold select a (k, p) subset),
 synthetic_only (paper Table 3), and synthetic+<noise|pitch|specaugment|audiomentations|retrieval[_in_domain]>.
+Classic copies are drawn afresh every epoch (train_classifier.aug_draws bounds the distinct draws);
+noise (gaussian, background) and audiomentations (train_classifier.audiomentations_search) train every
+candidate and keep the one with the best validation score; only that one is tested.
 Without --data the embedded default is prepared into OUT/prepared. Writes OUT/metrics.json (test
 accuracy, macro-F1, mAP for multi-label sets, per-class accuracy, the validation curve, the selected
 epoch, seed, what data went in, zero-shot CLAP on test), OUT/model (the selected weights) and
