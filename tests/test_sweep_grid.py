@@ -210,12 +210,12 @@ def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
     def no_align(cfg, out, objective):
         raise AlignUnavailable("no align job in this test")
 
-    cfg = load_config(DEFAULT, TINY + FAST + ["grid.methods=[gold,noise,wo_dpo,synthio]", "grid.seeds=[0,1]",
-                                              "grid.ns=[16]"])
+    cfg = load_config(DEFAULT, TINY + FAST + ["grid.methods=[gold,noise,specaugment,wo_dpo,synthio]",
+                                              "grid.seeds=[0,1]", "grid.ns=[16]"])
     report = run_grid(cfg, tmp_path, log=lambda s: None, align_fn=no_align)
     assert made == ["mixcap"]  # one generation for the wo_dpo row; synthio needed an alignment
     cells = pd.read_csv(tmp_path / "table.csv").set_index("method")
-    assert list(cells.index) == ["gold", "noise", "wo_dpo", "synthio", "zero-shot CLAP"]
+    assert list(cells.index) == ["gold", "noise", "specaugment", "wo_dpo", "synthio", "zero-shot CLAP"]
     # k chosen on validation per row (grid.ks [1, 2], generated once at k=2): the best mean val, then smaller k
     runs = pd.read_csv(tmp_path / "results.csv")
     wo = runs[runs["method"] == "wo_dpo"]
@@ -242,10 +242,14 @@ def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
         trial = json.loads((tmp_path / "trials" / "embedded-n16" / "noise" / f"seed{r.seed}" / "metrics.json").read_text())
         assert r.augmentation == trial["augmentation"]["chosen"] and r.augmentation in ("gaussian", "background")
         assert [c["name"] for c in trial["augmentation"]["candidates"]] == ["gaussian", "background"]
+        assert r.aug_candidates == 2
     picked = ", ".join(f"{k} x{v}" for k, v in sorted(noise_runs["augmentation"].value_counts().items()))
     assert cells.loc["noise", "augmentation"] == picked and runs.loc[runs["method"] == "gold", "augmentation"].isna().all()
     md = (tmp_path / "table.md").read_text()
     assert f"[{picked}]" in md
+    spec = runs[runs["method"] == "specaugment"]          # one candidate: recorded, nothing chosen to show
+    assert (spec["augmentation"] == "specaugment").all() and (spec["aug_candidates"] == 1).all()
+    assert pd.isna(cells.loc["specaugment", "augmentation"]) and "[specaugment" not in md
     assert "| Method | embedded (n=16) |" in md and "| synthio | n/a |" in md
     assert "synthio, embedded (n=16): align (dpo) unavailable: no align job in this test" in md
     assert "| zero-shot CLAP |" in md and "## Analyses of the synthetic sets" in md and "Leakage: Stable Audio" in md

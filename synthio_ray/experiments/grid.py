@@ -19,9 +19,10 @@ generated (``run_augment``) once per (dataset, n) in ``OUT/synthetic/...``; AST 
 (``OUT/features``). Then every cell (dataset, n, row, training seed) is one Ray Tune trial
 (``trials.py``). Variants whose alignment or generation fails are skipped with the reason in the table.
 
-Outputs: ``OUT/results.csv`` (one row per run; ``augmentation``: the candidate a searched classic
-method chose on validation, e.g. the noise kind), ``OUT/table.csv`` (per cell: mean, std over seeds, relative
-gain over gold-only, the chosen candidates with their counts over seeds), ``OUT/table.md`` (the paper's layout, the zero-shot CLAP row, the section-6
+Outputs: ``OUT/results.csv`` (one row per run; ``augmentation``: the candidate a classic method ran, chosen
+on validation among ``aug_candidates`` when more than one, e.g. the noise kind), ``OUT/table.csv`` (per
+cell: mean, std over seeds, relative gain over gold-only, a searched row's chosen candidates with their
+counts over seeds), ``OUT/table.md`` (the paper's layout, the zero-shot CLAP row, the section-6
 analyses), ``OUT/grid.png``, ``OUT/analysis/<set>/`` (diversity, FAD, spectral-feature plots).
 """
 from __future__ import annotations
@@ -288,7 +289,8 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
                          "reason": None if m else r.get("error"), "val": m["val"][m["metric"]] if m else None,
                          "best_epoch": m["best_epoch"] if m else None,
                          "train_clips": m["data"]["train"] if m else None,
-                         "augmentation": (m.get("augmentation") or {}).get("chosen") if m else None})
+                         "augmentation": (m.get("augmentation") or {}).get("chosen") if m else None,
+                         "aug_candidates": len((m.get("augmentation") or {}).get("candidates") or []) if m else None})
     clap = None
     if g.zero_shot or g.analyses:
         from synthio_ray.models.clap import load_clap
@@ -305,7 +307,7 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
                              "seed": 0, "id": f"{name}-n{n}-zeroshot", "value": z[metrics_of[name]], "status": "ok",
                              "reason": None})
     results_df = pd.DataFrame(rows).rename(columns={"row": "method", "method": "classifier_method"})
-    for col in ("k", "val", "augmentation"):
+    for col in ("k", "val", "augmentation", "aug_candidates"):
         if col not in results_df:
             results_df[col] = None
     results_df = select_k(results_df.astype({"k": "float", "val": "float"}))
@@ -315,7 +317,8 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
     table = aggregate(chosen, order)
     won = chosen.dropna(subset=["k"]).groupby(["dataset", "n", "method"])["k"].first()
     table["k"] = [won.get((d, n, m)) for d, n, m in zip(table["dataset"], table["n"], table["method"])]
-    picked = chosen.dropna(subset=["augmentation"]).groupby(["dataset", "n", "method"])["augmentation"].agg(
+    searched = chosen[chosen["augmentation"].notna() & (chosen["aug_candidates"].fillna(0) > 1)]
+    picked = searched.groupby(["dataset", "n", "method"])["augmentation"].agg(
         lambda s: ", ".join(f"{name} x{count}" for name, count in sorted(s.value_counts().items())))
     table["augmentation"] = [picked.get((d, n, m)) for d, n, m in zip(table["dataset"], table["n"], table["method"])]
     table.to_csv(out / "table.csv", index=False)
