@@ -54,7 +54,7 @@ class ScriptedChat(ChatModel):
         out = []
         for conv in conversations:
             user = conv[1]["content"]
-            if "'siren'" in user or "'bell'" in user:
+            if "'siren'" in user or "'rain'" in user:
                 out.append(ChatResult("Sure! {'captions': ['not json']}"))
             elif "new, varied captions" in user:
                 label = user.split("'")[1]
@@ -189,14 +189,14 @@ def test_valid_llm_output_is_used_per_row(ray_local, prepared, tmp_path):
     run_augment(cfg, tmp_path, chat_model=ScriptedChat())
     m = pd.read_parquet(tmp_path / "manifest.parquet")
     r0 = m[m["round"] == 0].set_index("label")
-    assert (r0.loc[["siren", "bell"], "caption_source"] == "template_fallback").all()
-    good = r0.drop(index=["siren", "bell"], errors="ignore")
+    assert (r0.loc[["siren", "rain"], "caption_source"] == "template_fallback").all()
+    good = r0.drop(index=["siren", "rain"], errors="ignore")
     assert (good["caption_source"] == "mixcap").all()
     assert all(lab in cap for lab, cap in zip(good.index, good["caption"]))
     comps = [json.loads(c) for c in good["components"]]
     assert all(c["events"] == ["distant traffic"] for c in comps)
     r1 = m[m["round"] == 1]
-    ok = r1[~r1["label"].isin(["siren", "bell"])]
+    ok = r1[~r1["label"].isin(["siren", "rain"])]
     assert (ok["caption_source"] == "reflection").all() and ok["caption"].str.startswith("a clear ").all()
 
 
@@ -370,14 +370,14 @@ def test_llm_stages_through_ray_data_llm_processor(ray_local, prepared, tmp_path
         stop()
     m = pd.read_parquet(tmp_path / "manifest.parquet")
     r0 = m[m["round"] == 0].set_index("label")
-    assert (r0.loc[["siren", "bell"], "caption_source"] == "template_fallback").all()
-    errors = r0.loc[["siren", "bell"], "llm_error"]
+    assert (r0.loc[["siren", "rain"], "caption_source"] == "template_fallback").all()
+    errors = r0.loc[["siren", "rain"], "llm_error"]
     assert errors.str.startswith("after 3 asks the LLM gave 0 of 1 usable captions").all()
     assert errors.str.contains("no JSON object").all()
-    good = r0.drop(index=["siren", "bell"], errors="ignore")
+    good = r0.drop(index=["siren", "rain"], errors="ignore")
     assert (good["caption_source"] == "mixcap").all() and good["caption"].str.contains("busy street").all()
     assert all(json.loads(c)["events"] == ["distant traffic"] for c in good["components"])
-    r1 = m[(m["round"] == 1) & ~m["label"].isin(["siren", "bell"])]
+    r1 = m[(m["round"] == 1) & ~m["label"].isin(["siren", "rain"])]
     assert (r1["caption_source"] == "reflection").all()
     cached = list((tmp_path / "llm_cache" / "mixcap").glob("*.json"))
     # one ask per gold clip, and two more (a second and a third processor pass) for the two unanswered

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_state", "load_state", "Budget"]
+__all__ = ["save_state", "load_state", "Budget", "Every"]
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
@@ -49,3 +49,17 @@ class Budget:
 
     def done(self) -> bool:
         return self.spent >= self.seconds
+
+
+class Every:
+    """``due()`` is True once per ``seconds`` of wall time (and whenever ``force``): when to save or log."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self._last = float(seconds), time.monotonic()
+
+    def due(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self._last > self.seconds:
+            self._last = now
+            return True
+        return False

@@ -10,7 +10,6 @@ augmented by dropping words, clips by circular time shifts of their features.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -18,15 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthio_ray.trained_zoo.checkpoint import Budget, load_state, save_state
-from synthio_ray.world.corpus import TARGET_CLASSES, WORLD_SAMPLE_RATE, general_corpus, target_clips
+from synthio_ray.trained_zoo.checkpoint import Budget, Every, load_state, save_state
+from synthio_ray.world.corpus import TARGET_CLASSES, WORLD_SAMPLE_RATE, general_corpus
+from synthio_ray.world.measures import held_out
 from synthio_ray.world.junk import junk_clips
 from synthio_ray.world.sounds import SOUND_CLASSES
 
-__all__ = ["train_clap", "make_clap", "TEMPLATE", "REPORT_START"]
+__all__ = ["train_clap", "make_clap", "TEMPLATE"]
 
 TEMPLATE = "Sound of a {label}"
-REPORT_START = 5_000  # target clips REPORT_START.. are the report's held-out clips
 
 
 def make_clap(texts: list[str], seed: int = 0):
@@ -118,7 +117,7 @@ def train_clap(work: str | Path, seconds: float, seed: int = 0, clips: int = 240
     rng = np.random.default_rng([seed, step])
     template_texts = [TEMPLATE.format(label=c) for c in classes]
     model.train()
-    last_save = time.monotonic()
+    saving = Every(save_every)
     while not budget.done():
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * budget.fraction))
@@ -140,12 +139,11 @@ def train_clap(work: str | Path, seconds: float, seed: int = 0, clips: int = 240
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if time.monotonic() - last_save > save_every or budget.done():
+        if saving.due(budget.done()):
             save_state(work / "clap_state.pt", {"model": model.state_dict(), "opt": opt.state_dict(),
                                                 "step": step, "spent": budget.spent})
-            last_save = time.monotonic()
             log(f"clap: step {step} {budget.spent:.0f} s loss {float(loss):.3f}")
-    held = [c for lab in TARGET_CLASSES for c in target_clips(lab, 25, REPORT_START)]
+    held = held_out()
     general_val = general_corpus(240, "val")
     metrics = {
         "steps": step, "seconds": round(budget.spent), "seed": seed, "clips": clips, "batch": batch,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +19,7 @@ import torch
 from synthio_ray.prompts.parse import caption_check, parse_reply
 from synthio_ray.prompts.templates import (COMPONENTS_SCHEMA, MAX_CAPTION_WORDS, MIXCAP_SCHEMA, PROMPT_VERSION,
                                            REFLECT_SCHEMA)
-from synthio_ray.trained_zoo.checkpoint import Budget, load_state, save_state
+from synthio_ray.trained_zoo.checkpoint import Budget, Every, load_state, save_state
 from synthio_ray.trained_zoo.llm_corpus import KINDS, fixed_stretches, llm_examples
 
 __all__ = ["make_llm", "train_llm", "evaluate_llm"]
@@ -112,7 +111,7 @@ def train_llm(work: str | Path, seconds: float, seed: int = 0, examples: int = 3
         log(f"llm: resuming at step {step} after {spent:.0f} s")
     budget = Budget(seconds, spent)
     model.train()
-    last_save = time.monotonic()
+    saving = Every(save_every)
     while not budget.done():
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(rows), size=batch, replace=False)
@@ -127,10 +126,9 @@ def train_llm(work: str | Path, seconds: float, seed: int = 0, examples: int = 3
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if time.monotonic() - last_save > save_every or budget.done():
+        if saving.due(budget.done()):
             save_state(work / "llm_state.pt", {"model": model.state_dict(), "opt": opt.state_dict(),
                                                "step": step, "spent": budget.spent})
-            last_save = time.monotonic()
             log(f"llm: step {step} {budget.spent:.0f} s loss {float(loss):.3f}")
     out = work / "llm"
     model.eval()

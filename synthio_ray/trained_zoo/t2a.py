@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from synthio_ray.train.dpo import drop_text, per_sample_mse, sample_timesteps, v_objective
-from synthio_ray.trained_zoo.checkpoint import Budget, load_state, save_state
+from synthio_ray.trained_zoo.checkpoint import Budget, Every, load_state, save_state
 from synthio_ray.world.corpus import WORLD_SAMPLE_RATE, WORLD_SECONDS, general_corpus
 
 __all__ = ["make_pipeline", "train_t2a", "LATENT_FRAMES"]
@@ -106,7 +105,7 @@ def train_t2a(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         m.train()
     rot = get_1d_rotary_pos_embed(pipe.rotary_embed_dim, LATENT_FRAMES + 1, use_real=True,
                                   repeat_interleave_real=False)
-    last_save, losses = time.monotonic(), []
+    saving, losses = Every(save_every), []
     while not budget.done():
         g = torch.Generator().manual_seed(seed * 7_000_003 + step)
         idx = torch.randint(0, len(z_all), (batch,), generator=g)
@@ -128,14 +127,13 @@ def train_t2a(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         opt.step()
         step += 1
         losses.append(float(loss))
-        if time.monotonic() - last_save > save_every or budget.done():
+        if saving.due(budget.done()):
             history.append({"step": step, "seconds": round(budget.spent),
                             "loss": round(float(np.mean(losses)), 4)})
             losses = []
             save_state(work / "t2a_state.pt", {"modules": [m.state_dict() for m in modules],
                                                "opt": opt.state_dict(), "step": step, "spent": budget.spent,
                                                "history": history})
-            last_save = time.monotonic()
             log(f"t2a: {history[-1]}")
     out = work / "t2a"
     for m in modules:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from synthio_ray.trained_zoo.checkpoint import Budget, load_state, save_state
+from synthio_ray.trained_zoo.checkpoint import Budget, Every, load_state, save_state
 from synthio_ray.trained_zoo.losses import reconstruction_loss
 from synthio_ray.world.corpus import WORLD_SAMPLE_RATE, general_corpus
 
@@ -82,7 +81,7 @@ def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
     data = torch.from_numpy(corpus_waves(work, clips, "train"))
     val = torch.from_numpy(corpus_waves(work, val_clips, "val"))
     model.train()
-    last_save = last_val = time.monotonic()
+    saving, validating = Every(save_every), Every(300)
 
     def checkpoint():
         save_state(work / "vae_state.pt", {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
@@ -104,14 +103,11 @@ def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        now = time.monotonic()
-        if now - last_val > 300 or budget.done():
+        if validating.due(budget.done()):
             history.append({"step": step, "seconds": round(budget.spent), **_validate(model, val)})
             log(f"vae: step {step} {budget.spent:.0f} s {history[-1]}")
-            last_val = now
-        if now - last_save > save_every or budget.done():
+        if saving.due(budget.done()):
             checkpoint()
-            last_save = now
     out = work / "vae"
     model.eval()
     model.save_pretrained(out)

@@ -74,10 +74,10 @@ def caption_for(label: str, a: Attributes, events: list[str], background: str | 
 
 
 def draw_clip(seed: int | tuple, label: str | None = None, target: bool = False,
-              classes: tuple[str, ...] | None = None) -> Clip:
-    """A seeded clip of ``label`` (or of a class drawn from ``classes``, default all), recorded through the
-    target microphone when ``target``. The same arguments always give the same clip."""
-    sr, n = WORLD_SAMPLE_RATE, int(WORLD_SECONDS * WORLD_SAMPLE_RATE)
+              classes: tuple[str, ...] | None = None, seconds: float = WORLD_SECONDS) -> Clip:
+    """A seeded ``seconds``-long clip of ``label`` (or of a class drawn from ``classes``, default all),
+    recorded through the target microphone when ``target``. The same arguments always give the same clip."""
+    sr, n = WORLD_SAMPLE_RATE, int(seconds * WORLD_SAMPLE_RATE)
     rng = np.random.default_rng(stable_int("world", *seed) if isinstance(seed, tuple) else seed)
     names = list(classes or SOUND_CLASSES)
     label = label or names[int(rng.integers(len(names)))]
@@ -117,10 +117,11 @@ def general_corpus(count: int, split: str = "train", start: int = 0) -> list[Cli
     return [draw_clip(("general", key, i)) for i in range(start, start + count)]
 
 
-def target_clips(label: str, count: int, start: int = 0) -> list[Clip]:
+def target_clips(label: str, count: int, start: int = 0, seconds: float = WORLD_SECONDS) -> list[Clip]:
     """Clips ``start .. start+count-1`` of a target class, through the target microphone."""
     ci = TARGET_CLASSES.index(label)
-    return [draw_clip(("target", ci, j), label=label, target=True) for j in range(start, start + count)]
+    return [draw_clip(("target", ci, j), label=label, target=True, seconds=seconds)
+            for j in range(start, start + count)]
 
 
 def random_caption(rng: np.random.Generator, label: str, events: list[str] | None = None,

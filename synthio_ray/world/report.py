@@ -1,0 +1,89 @@
+"""The world report: each trained model's measure against the issue's target, on held-out target clips.
+
+``model_report(models, judge)`` loads the trained models from the folder ``models`` (the layout
+``python -m synthio_ray.trained_zoo train`` writes: ``vae/``, ``clap/``, ``llm/``, ``t2a/``), each through the
+pipeline's own backend, and returns rows ``{"measure", "value", "target", "met"}``; a model that is not
+there gives a row saying so (value None). ``markdown(rows)`` renders the table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from synthio_ray.world.judge import Judge
+from synthio_ray.world.measures import (clap_filter_gap, clap_zero_shot, generate_for_labels, held_out,
+                                        vae_ceiling)
+
+__all__ = ["model_report", "markdown"]
+
+
+def _row(measure: str, value, target: str, ok) -> dict:
+    return {"measure": measure, "value": value, "target": target, "met": ok}
+
+
+def model_report(models: str | Path, judge: str | Path, per_class: int = 25, generated_per_label: int = 10,
+                 steps: int = 50, cfg_scale: float = 3.0, threshold: float = 0.5,
+                 log=print) -> list[dict]:
+    """Rows of the report for the models found in ``models``; ``judge`` is the judge's folder."""
+    models, judge_model = Path(models), Judge.load(judge)
+    clips = held_out(per_class)
+    rows = []
+    if (models / "vae").is_dir():
+        from diffusers import AutoencoderOobleck
+
+        c = vae_ceiling(AutoencoderOobleck.from_pretrained(models / "vae").eval(), judge_model, clips)
+        log(f"vae: {c}")
+        rows.append(_row("VAE reconstruction ceiling (judge on reconstructions / on real clips)", c["ratio"],
+                         ">= 0.9", c["ratio"] >= 0.9))
+    else:
+        rows.append(_row("VAE reconstruction ceiling", None, ">= 0.9", None))
+    if (models / "llm").is_dir():
+        from synthio_ray.trained_zoo.llm import evaluate_llm
+
+        shares = evaluate_llm(models / "llm")
+        log(f"llm: {shares}")
+        for kind, share in shares.items():
+            rows.append(_row(f"LLM: answers that parse and pass the checks ({kind})", share, ">= 0.9",
+                             share >= 0.9))
+    else:
+        rows.append(_row("LLM: answers that parse and pass the checks", None, ">= 0.9", None))
+    clap = None
+    if (models / "clap").is_dir():
+        from synthio_ray.config import ClapConfig
+        from synthio_ray.models.clap import load_clap
+
+        clap = load_clap(ClapConfig(path=str(models / "clap"), device="cpu"))
+        acc = clap_zero_shot(clap, clips)
+        log(f"clap zero-shot: {acc:.3f}")
+        rows.append(_row("CLAP zero-shot accuracy on target test clips", round(acc, 4), ">= 0.7", acc >= 0.7))
+    else:
+        rows.append(_row("CLAP zero-shot accuracy on target test clips", None, ">= 0.7", None))
+    if (models / "t2a").is_dir():
+        from synthio_ray.config import T2AConfig
+        from synthio_ray.models.t2a import load_t2a
+
+        t2a = load_t2a(T2AConfig(path=str(models / "t2a"), device="cpu", dtype="float32", steps=steps,
+                                 cfg_scale=cfg_scale))
+        waves, _, labels = generate_for_labels(t2a, judge_model.labels, generated_per_label, steps=steps,
+                                               cfg_scale=cfg_scale)
+        acc = judge_model.accuracy(waves, labels)
+        log(f"t2a label consistency: {acc:.3f}")
+        rows.append(_row("un-aligned T2A: generated clips recognised as their label", round(acc, 4), ">= 0.6",
+                         acc >= 0.6))
+        if clap is not None:
+            gap = clap_filter_gap(clap, judge_model, waves, labels, threshold)
+            log(f"clap filter at p={threshold}: {gap}")
+            rows.append(_row(f"CLAP filter (p={threshold}): judge consistency of accepted minus rejected",
+                             gap["gap"], ">= +0.2", gap["gap"] >= 0.2 if gap["gap"] == gap["gap"] else False))
+    else:
+        rows.append(_row("un-aligned T2A: generated clips recognised as their label", None, ">= 0.6", None))
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table (measure | value | target | met)."""
+    lines = ["| measure | value | target | met |", "|---|---|---|---|"]
+    for r in rows:
+        value = "not trained" if r["value"] is None else r["value"]
+        met = "" if r["met"] is None else ("yes" if r["met"] else "no")
+        lines.append(f"| {r['measure']} | {value} | {r['target']} | {met} |")
+    return "\n".join(lines)
