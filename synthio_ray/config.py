@@ -150,6 +150,11 @@ class T2AConfig:
     crop_latents: bool = opt(False, "stable_audio: denoise only the latent frames a clip needs instead of "
                              "the model's full window (much faster for short clips; the released model "
                              "was trained on full windows)")
+    decode_batch: int = opt(4, "stable_audio: clips per VAE decode call (halved for the rest of the run when "
+                            "a decode runs out of memory; a clip that fails alone is a failed row, its "
+                            "denoising is never re-run)", ge=1)
+    decode_margin: int = opt(16, "stable_audio: latent frames decoded past a clip's end (the VAE decodes "
+                             "only the frames a clip keeps plus this margin, not the whole window)", ge=0)
 
     def check(self, key: str) -> list[str]:
         return _model_path_problems(f"{key}.path", self.path)

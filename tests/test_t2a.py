@@ -84,3 +84,106 @@ def test_stable_audio_tools_backend_needs_its_package(tmp_path):
         return
     with pytest.raises(FileNotFoundError, match="model_config.json"):
         load_t2a(T2AConfig(backend="stable_audio_tools", path=str(tmp_path)))
+
+
+# -- VAE decode: cropped, micro-batched, and its failures never re-run the denoising ----------------------------
+
+class _DiTCalls:
+    """Counts forward calls of the DiT (one per denoising step and batch: the cost a decode failure must not repeat)."""
+
+    def __init__(self, t2a):
+        self.n = 0
+        self.handle = t2a.pipe.transformer.register_forward_hook(self._hook)
+
+    def _hook(self, *_):
+        self.n += 1
+
+    def close(self):
+        self.handle.remove()
+
+
+class _VAEBudget:
+    """The GPU memory limit, which cannot happen on CPU: the real VAE decode, but ``torch.OutOfMemoryError`` for a
+    call over ``max_clips`` clips or ``max_frames`` latent frames (batch x frames, as real memory grows)."""
+
+    def __init__(self, vae, max_clips=99, max_frames=10**9):
+        self.vae, self.max_clips, self.max_frames, self.calls = vae, max_clips, max_frames, []
+        self.real = vae.decode
+
+    def __call__(self, z, *a, **kw):
+        self.calls.append(tuple(z.shape))
+        if z.shape[0] > self.max_clips or z.shape[0] * z.shape[2] > self.max_frames:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (simulated budget, {tuple(z.shape)})")
+        return self.real(z, *a, **kw)
+
+    def __enter__(self):
+        self.vae.decode = self
+        return self
+
+    def __exit__(self, *exc):
+        del self.vae.decode     # back to the class method
+
+
+def test_cropped_decode_equals_the_full_windows_kept_samples(sao):
+    lat = torch.randn(3, sao.pipe.transformer.config.in_channels, sao.window, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = sao.pipe.vae.decode(lat).sample.float().numpy()
+    keep = [16000, 8000, 16000 + 77]                       # 1 s, 0.5 s, a length that ends mid-frame
+    calls = []
+    with _VAEBudget(sao.pipe.vae) as budget:
+        got, errors = sao.decode(lat, keep)
+        calls = budget.calls
+    assert not errors and [g.shape for g in got] == [(2, n) for n in keep]
+    # only the kept frames plus the margin were decoded, never the 256-frame window
+    assert sorted(c[2] for c in calls) == sorted({-(-n // sao.hop) + sao.decode_margin for n in keep})
+    scale = np.abs(full).max()
+    for j, n in enumerate(keep):
+        assert np.abs(got[j] - full[j, :, :n]).max() <= 1e-5 * scale
+    # the margin is what makes it exact: without it the clip's last samples differ
+    margin, sao.decode_margin = sao.decode_margin, 0
+    try:
+        bare, _ = sao.decode(lat, keep)
+    finally:
+        sao.decode_margin = margin
+    assert max(np.abs(bare[j] - full[j, :, :n]).max() for j, n in enumerate(keep)) > 1e-3 * scale
+
+
+def test_decode_out_of_memory_falls_back_to_smaller_calls_without_denoising_again(sao):
+    caps, secs, seeds = CAPS + ["wind in trees"], [1.0, 1.0, 1.0, 1.0], [1, 2, 3, 4]
+    want = sao.generate(caps, secs, seeds)
+    sao.decode_batch = 4
+    dit = _DiTCalls(sao)
+    try:
+        with _VAEBudget(sao.pipe.vae, max_clips=1) as budget:
+            got = sao.generate(caps, secs, seeds)
+    finally:
+        dit.close()
+        batch, sao.decode_batch = sao.decode_batch, 4
+    assert dit.n == 6                                       # one denoising: 6 steps, CFG in the same call
+    assert batch == 1 and [c[0] for c in budget.calls] == [4, 2, 1, 1, 1, 1]
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(got, want))
+
+
+def test_a_clip_whose_decode_fails_alone_is_a_failed_row_and_the_denoising_is_not_rerun(sao, tmp_path):
+    import pandas as pd
+
+    from synthio_ray.config import load_config
+    from synthio_ray.pipeline.stages import CLIP_COLUMNS, Synthesizer
+
+    cfg = load_config(None, ["augment.retries=2", "models.t2a.batch_size=8"])
+    secs = [0.5, 4.0, 0.5]                                   # the 4 s clip needs the whole 256-frame window
+    rows = pd.DataFrame([{c: None for c in CLIP_COLUMNS} | {"id": f"lab-x{i}", "caption": c, "seed": i,
+                          "seconds": s, "label_slug": "lab", "labels": ["lab"], "status": "planned"}
+                         for i, (c, s) in enumerate(zip(CAPS, secs))])
+    dit = _DiTCalls(sao)
+    try:
+        with _VAEBudget(sao.pipe.vae, max_frames=200):
+            out = Synthesizer(cfg, tmp_path, model=sao)(rows)
+    finally:
+        dit.close()
+        sao.decode_batch = 4
+    assert list(out["status"]) == ["generated", "failed", "generated"]
+    assert dit.n == 6                                        # denoised once, not 3 batch tries + 3 rows alone
+    err = out["error"][1]
+    assert "VAE decode of this clip alone (256 latent frames) ran out of memory" in err and "not retried" in err
+    assert pd.isna(out["error"][0]) and (tmp_path / out["path"][0]).is_file()

@@ -15,7 +15,8 @@ def load_t2a(cfg: T2AConfig, path: str | None = None) -> TextToAudio:
         from synthio_ray.models.t2a_stable_audio import StableAudioT2A
 
         return StableAudioT2A(where, cfg.device, cfg.dtype, cfg.steps, cfg.cfg_scale, cfg.negative_prompt,
-                              crop_latents=cfg.crop_latents)
+                              crop_latents=cfg.crop_latents, decode_batch=cfg.decode_batch,
+                              decode_margin=cfg.decode_margin)
     if cfg.backend == "stable_audio3":
         from synthio_ray.models.t2a_stable_audio3 import StableAudio3T2A
 
