@@ -187,3 +187,68 @@ def test_a_clip_whose_decode_fails_alone_is_a_failed_row_and_the_denoising_is_no
     err = out["error"][1]
     assert "VAE decode of this clip alone (256 latent frames) ran out of memory" in err and "not retried" in err
     assert pd.isna(out["error"][0]) and (tmp_path / out["path"][0]).is_file()
+
+
+# -- stable-audio-tools checkpoints: hub ids through the hub cache, and the dtype ---------------------------------
+
+def _hub_cache(root, repo: str, files: dict[str, bytes]):
+    """A huggingface_hub cache holding ``files`` for ``repo`` at ``main`` (the layout hf_hub_download reads)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base = root / f"models--{repo.replace('/', '--')}"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(commit)
+    snap = base / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for name, data in files.items():
+        (snap / name).write_bytes(data)
+    return snap
+
+
+def test_stable_audio_tools_checkpoint_from_a_hub_id_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from synthio_ray.models.t2a_stable_audio_tools import resolve_checkpoint
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert huggingface_hub.constants.HF_HUB_OFFLINE           # tests never reach the hub
+    snap = _hub_cache(tmp_path, "someone/sao-tools", {"model_config.json": b"{}", "model.ckpt": b"x"})
+    assert resolve_checkpoint("someone/sao-tools") == (snap / "model_config.json", snap / "model.ckpt")
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE=1 is set.*hf download someone/missing"):
+        resolve_checkpoint("someone/missing")
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint folder nor a hub id"):
+        resolve_checkpoint(str(tmp_path / "no" / "such" / "folder"))
+    (tmp_path / "local").mkdir()
+    with pytest.raises(FileNotFoundError, match="model_config.json not found"):
+        resolve_checkpoint(str(tmp_path / "local"))
+
+
+def test_stable_audio_tools_backend_takes_the_configured_dtype(tmp_path, monkeypatch):
+    """The library itself is an optional extra (not installed here): a stand-in for its two loader functions,
+    so what is checked is our backend: hub id resolved, weights loaded, model moved to the configured dtype."""
+    import sys
+    import types
+
+    import huggingface_hub.constants
+    from safetensors.torch import save
+
+    if "stable_audio_tools" in sys.modules or __import__("importlib").util.find_spec("stable_audio_tools"):
+        pytest.skip("the real stable-audio-tools is installed")
+    lin = torch.nn.Linear(4, 4)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    _hub_cache(tmp_path, "someone/sao-tools", {
+        "model_config.json": b'{"sample_rate": 44100, "sample_size": 2097152}',
+        "model.safetensors": save({k: v.contiguous() for k, v in lin.state_dict().items()})})
+    factory, utils = types.ModuleType("stable_audio_tools.models.factory"), types.ModuleType("stable_audio_tools.models.utils")
+    factory.create_model_from_config = lambda cfg: torch.nn.Linear(4, 4)
+    from safetensors.torch import load_file
+    utils.load_ckpt_state_dict = load_file
+    for name, mod in {"stable_audio_tools": types.ModuleType("stable_audio_tools"),
+                      "stable_audio_tools.models": types.ModuleType("stable_audio_tools.models"),
+                      "stable_audio_tools.models.factory": factory, "stable_audio_tools.models.utils": utils}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    t2a = load_t2a(T2AConfig(backend="stable_audio_tools", path="someone/sao-tools", dtype="bfloat16", device="cpu"))
+    assert t2a.model.weight.dtype == torch.bfloat16 and t2a.model_id == "someone/sao-tools"
+    assert torch.equal(t2a.model.weight.float(), lin.weight.detach().bfloat16().float())   # the hub weights
+    assert (t2a.sample_rate, round(t2a.max_seconds, 2)) == (44100, 47.55)
+    auto = load_t2a(T2AConfig(backend="stable_audio_tools", path="someone/sao-tools", device="cpu"))
+    assert auto.model.weight.dtype == torch.float32                                    # auto on CPU: fp32

@@ -24,5 +24,6 @@ def load_t2a(cfg: T2AConfig, path: str | None = None) -> TextToAudio:
     if cfg.backend == "stable_audio_tools":
         from synthio_ray.models.t2a_stable_audio_tools import StableAudioToolsT2A
 
-        return StableAudioToolsT2A(where, cfg.device, cfg.steps, cfg.cfg_scale, cfg.negative_prompt)
+        return StableAudioToolsT2A(where, cfg.device, cfg.steps, cfg.cfg_scale, cfg.negative_prompt,
+                                   dtype=cfg.dtype)
     raise ValueError(f"unknown T2A backend {cfg.backend!r}")
