@@ -150,6 +150,11 @@ class T2AConfig:
     crop_latents: bool = opt(False, "stable_audio: denoise only the latent frames a clip needs instead of "
                              "the model's full window (much faster for short clips; the released model "
                              "was trained on full windows)")
+    decode_batch: int = opt(4, "stable_audio: clips per VAE decode call (halved for the rest of the run when "
+                            "a decode runs out of memory; a clip that fails alone is a failed row, its "
+                            "denoising is never re-run)", ge=1)
+    decode_margin: int = opt(16, "stable_audio: latent frames decoded past a clip's end (the VAE decodes "
+                             "only the frames a clip keeps plus this margin, not the whole window)", ge=0)
 
     def check(self, key: str) -> list[str]:
         return _model_path_problems(f"{key}.path", self.path)
@@ -328,7 +333,20 @@ class AlignConfig:
     timesteps: str = opt("uniform", "training timestep draw in [0, 1]: uniform or logit_normal "
                          "(sigmoid of a standard normal)", choices=("uniform", "logit_normal"))
     precision: str = opt("auto", "auto (bf16 autocast on GPU, fp32 on CPU), float32 or bfloat16 (autocast); "
-                         "weights stay fp32", choices=("auto", "float32", "bfloat16"))
+                         "trained weights stay fp32", choices=("auto", "float32", "bfloat16"))
+    base_dtype: str = opt("auto", "dtype of the frozen base (DiT, VAE, text encoder) under LoRA: auto (bfloat16 "
+                          "when training under bf16 autocast, i.e. on a GPU; float32 otherwise), float32 or "
+                          "bfloat16 (needs bf16 autocast and LoRA); adapters and optimizer stay fp32",
+                          choices=("auto", "float32", "bfloat16"))
+    gradient_checkpointing: Optional[bool] = opt(None, "recompute each DiT block in the backward instead of "
+                                                 "keeping its activations (same loss and gradients, ~1/3 more "
+                                                 "compute); null = on for GPU workers, off on CPU")
+    micro_batch: Optional[int] = opt(None, "pairs per forward/backward: a worker's batch (align.batch_size / "
+                                     "workers) runs in micro-batches whose gradients are accumulated into one "
+                                     "step, the same update as the whole batch at once; null = the whole batch",
+                                     ge=1)
+    encode_batch: int = opt(2, "clips per VAE encode call when a worker encodes its winners and losers "
+                            "(halved when a call runs out of memory)", ge=1)
     workers: int = opt(1, "Ray Train workers (DDP data-parallel replicas)", ge=1)
     gpus_per_worker: float = opt(0.0, "GPUs per worker (1 on a GPU cluster)", ge=0.0)
     cpus_per_worker: float = opt(1.0, "CPUs per worker (also its torch threads)", gt=0.0)
@@ -340,9 +358,16 @@ class AlignConfig:
                               "top-level seed)", ge=0)
 
     def check(self, key: str) -> list[str]:
+        problems = []
         if "{label}" not in self.template:
-            return [f"{key}.template: must contain {{label}}, got {self.template!r}"]
-        return []
+            problems.append(f"{key}.template: must contain {{label}}, got {self.template!r}")
+        if self.base_dtype == "bfloat16" and self.full_finetune:
+            problems.append(f"{key}.base_dtype: bfloat16 is for the frozen base under LoRA; full_finetune trains "
+                            f"every weight in float32 (set {key}.base_dtype=float32 or auto)")
+        if self.base_dtype == "bfloat16" and self.precision == "float32":
+            problems.append(f"{key}.base_dtype: a bfloat16 base needs bf16 autocast ({key}.precision=bfloat16 "
+                            f"or auto), got precision=float32")
+        return problems
 
 
 CLASSIFIER_METHODS = ("gold", "noise", "pitch", "specaugment", "audiomentations", "retrieval", "retrieval_in_domain",

@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "configs" / "default.yaml"
 SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n=8", "models.t2a.steps=4",
          "models.t2a.crop_latents=true", "ray.progress=off", "align.losers=1", "align.epochs=2",
-         "align.batch_size=4", "align.lr=3e-4"]
+         "align.batch_size=4", "align.lr=3e-4",
+         "align.micro_batch=3", "align.gradient_checkpointing=true"]   # the Ray Train runs go through both
 
 
 # -- the loss and the objectives ------------------------------------------------------------------------
@@ -250,6 +251,98 @@ def test_erm_step_fits_the_gold_clips():
         opt.step()
     last = loss_now()
     assert last["loss"] < 0.95 * first["loss"] and last["ref_err_w"] == first["ref_err_w"]
+
+
+# -- memory: gradient checkpointing, micro-batches, a bf16 frozen base ---------------------------------------------
+
+def _perturbed(overrides: list[str]):
+    """The toy model with random (seeded) LoRA weights, so every adapter matrix gets a gradient (LoRA starts
+    with B = 0, which leaves A's gradient zero)."""
+    from synthio_ray.train.t2a_model import load_alignable
+
+    _, data, _ = _toy(full_finetune=False, lr=0.0)
+    cfg = load_config(None, ["models.t2a.path=zoo:t2a", "models.t2a.crop_latents=true"] + overrides)
+    torch.manual_seed(0)
+    model = load_alignable(cfg, "cpu")
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    data["frames"] = torch.randint(8, data["x_w"].shape[2] + 1, (16,), generator=g)
+    return model, data
+
+
+def _step_grads(model, data, objective="dpo", micro=None):
+    from synthio_ray.train.align_loop import accumulate_step
+
+    if objective == "erm":
+        data = {k: v for k, v in data.items() if k != "x_l"}
+    model.module.zero_grad(set_to_none=True)
+    m = accumulate_step(model, model.module, data, objective, 2000.0, "uniform", torch.Generator().manual_seed(3),
+                        cfg_dropout=0.25, micro_batch=micro)
+    return m, {n: p.grad.clone() for n, p in model.module.named_parameters() if p.requires_grad}
+
+
+def _assert_same_step(a, b, rel=1e-4):
+    (ma, ga), (mb, gb) = a, b
+    assert ma.keys() == mb.keys() and all(ma[k] == pytest.approx(mb[k], rel=rel, abs=1e-7) for k in ma)
+    assert ga.keys() == gb.keys() and len(ga) == 4 * 2 * 2 * 2      # q,k,v,out x self/cross x 2 blocks x A/B
+    for n in ga:
+        scale = ga[n].abs().max().item()
+        assert scale > 0 and (ga[n] - gb[n]).abs().max().item() <= rel * scale, n
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    plain, data = _perturbed(["align.gradient_checkpointing=false"])
+    ckpt, _ = _perturbed(["align.gradient_checkpointing=true"])
+    assert not plain.pipe.transformer.is_gradient_checkpointing and ckpt.pipe.transformer.is_gradient_checkpointing
+    calls = []
+    hooks = [m.pipe.transformer.transformer_blocks[0].register_forward_pre_hook(lambda *_, m=m: calls.append(m))
+             for m in (plain, ckpt)]
+    try:
+        for objective in ("dpo", "erm"):
+            _assert_same_step(_step_grads(plain, data, objective), _step_grads(ckpt, data, objective))
+    finally:
+        for h in hooks:
+            h.remove()
+    # checkpointing really recomputes: the block starts for the model, the reference and once more in the backward
+    assert calls.count(plain) == 2 * 2 and calls.count(ckpt) == 3 * 2
+
+
+def test_micro_batches_accumulate_to_the_whole_batchs_step():
+    model, data = _perturbed([])
+    for objective in ("dpo", "erm"):
+        whole = _step_grads(model, data, objective)
+        _assert_same_step(whole, _step_grads(model, data, objective, micro=3))      # 16 pairs: 5 x 3 + 1
+        _assert_same_step(whole, _step_grads(model, data, objective, micro=16))
+
+
+def test_bf16_frozen_base_under_lora_and_an_fp32_export(tmp_path):
+    from synthio_ray.config import ConfigError
+    from synthio_ray.train.align import export_checkpoint
+    from synthio_ray.train.t2a_model import base_dtype, checkpointing_on
+
+    cfg = load_config(None, [])
+    assert (base_dtype(cfg, "cuda:0"), base_dtype(cfg, "cpu")) == ("bfloat16", "float32")
+    assert base_dtype(load_config(None, ["align.full_finetune=true"]), "cuda") == "float32"
+    assert (checkpointing_on(cfg, "cuda"), checkpointing_on(cfg, "cpu")) == (True, False)
+    for bad, key in ((["align.base_dtype=bfloat16", "align.full_finetune=true"], "align.base_dtype"),
+                     (["align.base_dtype=bfloat16", "align.precision=float32"], "align.base_dtype")):
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, bad)
+    model, data = _perturbed(["align.base_dtype=bfloat16", "align.precision=bfloat16"])
+    frozen = {p.dtype for n, p in model.module.named_parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16} and model.pipe.vae.dtype == torch.bfloat16
+    assert {p.dtype for p in model.trainable_parameters()} == {torch.float32}          # adapters stay fp32
+    m, grads = _step_grads(model, data)
+    assert math.isfinite(m["loss"]) and all(g.dtype == torch.float32 and g.abs().max() > 0 for g in grads.values())
+    lat = model.encode_audio([np.zeros((2, 16000), np.float32)], model.latent_frames([1.0]))
+    assert lat.dtype == torch.float32
+    cfg = load_config(None, ["models.t2a.path=zoo:t2a", "align.base_dtype=bfloat16", "align.precision=bfloat16"])
+    dest = export_checkpoint(cfg, {"trainable": model.trainable_state()}, tmp_path / "ckpt")
+    from diffusers import StableAudioDiTModel
+
+    assert StableAudioDiTModel.from_pretrained(dest / "transformer").dtype == torch.float32
 
 
 # -- preference set, Ray Train, export, job -------------------------------------------------------------

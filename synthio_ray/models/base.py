@@ -13,11 +13,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["TextToAudio", "AudioTextModel", "ChatModel", "ChatResult", "Captioner", "pick_device",
-           "resolve_dtype", "GenerationError"]
+           "resolve_dtype", "GenerationError", "RowErrors", "is_out_of_memory"]
 
 
 class GenerationError(RuntimeError):
     """A model call failed for a whole batch (the caller retries or records the rows as failed)."""
+
+
+class RowErrors(GenerationError):
+    """Some rows of a batch failed after the batch's expensive part had run (the VAE decode of one clip
+    ran out of memory after the denoising finished). ``results``: one output or None per row; ``errors``:
+    row index -> reason. Retrying the batch would re-run that expensive part for every row, so callers
+    record the failed rows instead of retrying."""
+
+    def __init__(self, results: list, errors: dict[int, str]):
+        self.results, self.errors = list(results), dict(errors)
+        first = "; ".join(f"row {i}: {e}" for i, e in sorted(self.errors.items())[:2])
+        super().__init__(f"{len(self.errors)} of {len(self.results)} rows failed ({first})")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """True for an accelerator (or host) out-of-memory error from torch."""
+    import torch
+
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(e).lower()
 
 
 def pick_device(device: str = "auto") -> str:

@@ -15,7 +15,8 @@ def load_t2a(cfg: T2AConfig, path: str | None = None) -> TextToAudio:
         from synthio_ray.models.t2a_stable_audio import StableAudioT2A
 
         return StableAudioT2A(where, cfg.device, cfg.dtype, cfg.steps, cfg.cfg_scale, cfg.negative_prompt,
-                              crop_latents=cfg.crop_latents)
+                              crop_latents=cfg.crop_latents, decode_batch=cfg.decode_batch,
+                              decode_margin=cfg.decode_margin)
     if cfg.backend == "stable_audio3":
         from synthio_ray.models.t2a_stable_audio3 import StableAudio3T2A
 
@@ -23,5 +24,6 @@ def load_t2a(cfg: T2AConfig, path: str | None = None) -> TextToAudio:
     if cfg.backend == "stable_audio_tools":
         from synthio_ray.models.t2a_stable_audio_tools import StableAudioToolsT2A
 
-        return StableAudioToolsT2A(where, cfg.device, cfg.steps, cfg.cfg_scale, cfg.negative_prompt)
+        return StableAudioToolsT2A(where, cfg.device, cfg.steps, cfg.cfg_scale, cfg.negative_prompt,
+                                   dtype=cfg.dtype)
     raise ValueError(f"unknown T2A backend {cfg.backend!r}")

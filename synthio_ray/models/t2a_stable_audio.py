@@ -6,11 +6,18 @@ denoising loop. Unlike the stock pipeline call, every row has its own duration c
 own seed (initial noise and the SDE sampler's Brownian tree), so a row's audio does not depend on
 the batch it was generated in.
 
+Decoding: the VAE decodes only the latent frames a clip keeps plus ``decode_margin`` (16: the Oobleck
+decoder's convolutions reach about 10 latent frames, so the kept samples equal the full window's to
+float tolerance), ``decode_batch`` clips per call. A decode that runs out of memory is retried with
+half as many clips per call (the smaller size is kept for later batches); a clip that fails alone is
+reported through ``RowErrors``, so the caller records it and never re-runs the denoising.
+
 ``conditioning`` builds the DiT's text+duration conditioning exactly as the pipeline does; the
 alignment job (Diffusion-DPO / ERM) trains through the same function.
 """
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Any
@@ -18,10 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthio_ray.models.base import TextToAudio, pick_device, resolve_dtype
+from synthio_ray.models.base import RowErrors, TextToAudio, is_out_of_memory, pick_device, resolve_dtype
 from synthio_ray.models.paths import quiet_hub_progress
 
 __all__ = ["StableAudioT2A"]
+
+log = logging.getLogger("synthio_ray")
 
 # diffusers' Oobleck VAE still uses torch's old weight_norm: a deprecation, not a problem for users
 warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
@@ -32,12 +41,13 @@ class StableAudioT2A(TextToAudio):
 
     ``crop_latents``: denoise only as many latent frames as the clip needs instead of the model's
     full window (Stable Audio Open: 47.5 s). Much faster for short clips; off by default because
-    the released model was trained on full windows padded with silence.
+    the released model was trained on full windows padded with silence. ``decode_batch`` /
+    ``decode_margin``: clips per VAE decode call, latent frames decoded past a clip's end.
     """
 
     def __init__(self, path: str, device: str = "auto", dtype: str = "auto", steps: int = 100,
                  cfg_scale: float = 7.0, negative_prompt: str | None = None, crop_latents: bool = False,
-                 pipeline: Any = None):
+                 decode_batch: int = 4, decode_margin: int = 16, pipeline: Any = None):
         from diffusers import StableAudioPipeline
 
         quiet_hub_progress()
@@ -49,6 +59,7 @@ class StableAudioT2A(TextToAudio):
         self.model_id = str(path)
         self.steps, self.cfg_scale, self.negative_prompt = steps, cfg_scale, negative_prompt
         self.crop_latents = crop_latents
+        self.decode_batch, self.decode_margin = max(1, int(decode_batch)), max(0, int(decode_margin))
         vae = self.pipe.vae
         self.sample_rate = int(vae.config.sampling_rate)
         self.hop = int(np.prod(vae.config.downsampling_ratios))
@@ -97,21 +108,94 @@ class StableAudioT2A(TextToAudio):
         if too_long:
             raise ValueError(f"durations must be in (0, {self.max_seconds:.2f}] s for this model, got {too_long[:3]}")
         out: list[np.ndarray | None] = [None] * len(captions)
+        errors: dict[int, str] = {}
         groups: dict[int, list[int]] = {}
         for i, s in enumerate(seconds):
             groups.setdefault(self.latent_frames(s), []).append(i)
         for frames, idx in groups.items():
-            audio = self._denoise([captions[i] for i in idx], [seconds[i] for i in idx],
-                                  [seeds[i] for i in idx], frames,
-                                  steps or self.steps, self.cfg_scale if cfg_scale is None else cfg_scale,
-                                  negative_prompt if negative_prompt is not None else self.negative_prompt)
+            latents = self._denoise([captions[i] for i in idx], [seconds[i] for i in idx],
+                                    [seeds[i] for i in idx], frames,
+                                    steps or self.steps, self.cfg_scale if cfg_scale is None else cfg_scale,
+                                    negative_prompt if negative_prompt is not None else self.negative_prompt)
+            audio, errs = self.decode(latents, [int(round(seconds[i] * self.sample_rate)) for i in idx])
             for j, i in enumerate(idx):
-                n = int(round(seconds[i] * self.sample_rate))
-                out[i] = audio[j, :, :n]
+                out[i] = audio[j]
+                if j in errs:
+                    errors[i] = errs[j]
+        if errors:
+            raise RowErrors(out, errors)
         return out  # type: ignore[return-value]
 
+    # -- decoding ----------------------------------------------------------------------------------
+    def decode_frames(self, samples: int, frames: int) -> int:
+        """Latent frames decoded for a clip that keeps ``samples`` of a ``frames``-frame latent."""
+        return min(frames, math.ceil(samples / self.hop) + self.decode_margin)
+
     @torch.no_grad()
-    def _denoise(self, captions, seconds, seeds, frames, steps, cfg_scale, negative_prompt) -> np.ndarray:
+    def decode(self, latents: torch.Tensor, samples: list[int]) -> tuple[list[np.ndarray | None], dict[int, str]]:
+        """Latents ``(B, C, F)`` -> (row j's first ``samples[j]`` samples as ``(channels, samples)`` float32,
+        or None, and {row: reason} for the rows whose decode failed even alone).
+
+        Rows are grouped by their decoded length (``decode_frames``), so a row's audio does not depend on
+        its batch mates, and decoded ``decode_batch`` at a time."""
+        audio: list[np.ndarray | None] = [None] * len(samples)
+        errors: dict[int, str] = {}
+        lengths: dict[int, list[int]] = {}
+        for j, n in enumerate(samples):
+            lengths.setdefault(self.decode_frames(n, latents.shape[2]), []).append(j)
+        for crop, rows in lengths.items():
+            start = 0
+            while start < len(rows):
+                chunk = rows[start:start + self.decode_batch]
+                try:
+                    wave = self._vae_decode(latents[chunk, :, :crop])
+                except Exception as e:  # noqa: BLE001 - smaller calls next, then a per-row error
+                    if is_out_of_memory(e) and len(chunk) > 1:
+                        self.decode_batch = max(1, len(chunk) // 2)
+                        log.warning("VAE decode of %d clips (%d latent frames) ran out of memory: decoding %d "
+                                    "at a time from now on (models.t2a.decode_batch)", len(chunk), crop,
+                                    self.decode_batch)
+                        self._free_cache()
+                        continue
+                    if len(chunk) > 1:      # not a memory error: find the row(s) it belongs to
+                        for j in chunk:
+                            a, err = self._decode_alone(latents, j, crop, samples[j])
+                            audio[j] = a
+                            if err:
+                                errors[j] = err
+                    else:
+                        errors[chunk[0]] = self._decode_error(e, crop)
+                        self._free_cache()
+                    start += len(chunk)
+                    continue
+                for k, j in enumerate(chunk):
+                    audio[j] = wave[k, :, :samples[j]]
+                start += len(chunk)
+        return audio, errors
+
+    def _vae_decode(self, latents: torch.Tensor) -> np.ndarray:
+        return self.pipe.vae.decode(latents).sample.float().cpu().numpy()
+
+    def _decode_alone(self, latents, j, crop, n):
+        try:
+            return self._vae_decode(latents[j:j + 1, :, :crop])[0, :, :n], None
+        except Exception as e:  # noqa: BLE001 - recorded for this row
+            self._free_cache()
+            return None, self._decode_error(e, crop)
+
+    @staticmethod
+    def _decode_error(e: BaseException, crop: int) -> str:
+        what = "ran out of memory" if is_out_of_memory(e) else "failed"
+        return (f"VAE decode of this clip alone ({crop} latent frames) {what} after its denoising finished: "
+                f"{type(e).__name__}: {e}")
+
+    def _free_cache(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    @torch.no_grad()
+    def _denoise(self, captions, seconds, seeds, frames, steps, cfg_scale, negative_prompt) -> torch.Tensor:
+        """-> the denoised latents ``(B, C, frames)`` on the model's device."""
         pipe = self.pipe
         enc, glob = self._conditioning(captions, seconds, cfg_scale, negative_prompt)
         do_cfg = cfg_scale > 1.0
@@ -125,9 +209,7 @@ class StableAudioT2A(TextToAudio):
         latents = latents * sched.init_noise_sigma
         with warnings.catch_warnings():  # torchsde warns at the sampler's end points: harmless
             warnings.filterwarnings("ignore", message="Should have", category=UserWarning)
-            latents = self._loop(sched, latents, enc, glob, gens, cfg_scale, do_cfg)
-        audio = pipe.vae.decode(latents).sample
-        return audio.float().cpu().numpy()
+            return self._loop(sched, latents, enc, glob, gens, cfg_scale, do_cfg)
 
     def _loop(self, sched, latents, enc, glob, gens, cfg_scale, do_cfg):
         from diffusers.models.embeddings import get_1d_rotary_pos_embed

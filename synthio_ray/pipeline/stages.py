@@ -23,6 +23,7 @@ from synthio_ray.config import Config
 from synthio_ray.data.audio import AudioError, load_audio, write_audio
 from synthio_ray.data.labels import display_labels
 from synthio_ray.ids import stable_hash
+from synthio_ray.models.base import RowErrors, is_out_of_memory
 
 __all__ = ["GoldCaptioner", "Synthesizer", "Scorer", "label_text", "CLIP_COLUMNS", "audio_name"]
 
@@ -97,20 +98,32 @@ def audio_name(row_id: str) -> str:
 
 
 def _retrying(fn: Callable[[list[int]], Any], idx: list[int], retries: int) -> tuple[dict[int, Any], dict[int, str]]:
-    """Run ``fn`` on the batch ``idx`` (up to 1 + retries tries), then row by row; -> (results, errors)."""
-    last = ""
+    """Run ``fn`` on the batch ``idx`` (up to 1 + retries tries), then row by row; -> (results, {row: reason}).
+
+    ``RowErrors`` (some rows failed after the batch's expensive part, e.g. a clip's VAE decode after its
+    denoising) is never retried: its results are kept and its rows' reasons recorded. An out-of-memory
+    error is not retried at the same batch size: the rows go one by one at once."""
+    last, tries = "", 0
     for _ in range(retries + 1):
+        tries += 1
         try:
             return dict(zip(idx, fn(idx))), {}
+        except RowErrors as e:
+            ok = {i: r for j, (i, r) in enumerate(zip(idx, e.results)) if j not in e.errors and r is not None}
+            return ok, {idx[j]: f"failed after its batch's denoising, not retried: {reason}"
+                        for j, reason in e.errors.items()}
         except Exception as e:  # noqa: BLE001 - recorded per row below
             last = f"{type(e).__name__}: {e}"
+            if is_out_of_memory(e):
+                break
     if len(idx) == 1:
-        return {}, {idx[0]: last}
+        return {}, {idx[0]: f"failed after {tries} {'try' if tries == 1 else 'tries'}: {last}"}
     results, errors = {}, {}
     for i in idx:
         r, e = _retrying(fn, [i], 0)
         results.update(r)
-        errors.update(e)
+        errors.update({k: v if "not retried" in v else f"{v} (alone, after {tries} as a batch)"
+                       for k, v in e.items()})
     return results, errors
 
 
@@ -152,7 +165,7 @@ class Synthesizer:
                 except Exception as e:  # noqa: BLE001
                     errors[i] = f"writing audio failed: {type(e).__name__}: {e}"
             for i, e in errs.items():
-                errors[i] = f"generation failed after {a.retries + 1} tries: {e}"
+                errors[i] = f"generation {e}"
         df["seconds"] = secs
         df["path"], df["sample_rate"] = paths, [m.sample_rate if p else None for p in paths]
         df["t2a_model"] = m.model_id
@@ -199,7 +212,7 @@ class Scorer:
             for i, s in results.items():
                 scores[i] = float(s)
             for i, e in errs.items():
-                errors[i] = f"scoring failed: {e}"
+                errors[i] = f"scoring {e}"
         status, accepted = [], []
         for i in range(len(df)):
             if scores[i] is None:

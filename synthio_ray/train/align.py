@@ -98,7 +98,7 @@ def export_checkpoint(cfg: Config, state: dict, dest: Path, t2a_path: str | None
     """Trained tensors of a ``state.pt`` -> a complete aligned diffusers pipeline folder at ``dest``."""
     from synthio_ray.train.t2a_model import load_alignable
 
-    model = load_alignable(cfg, "cpu", t2a_path)
+    model = load_alignable(cfg, "cpu", t2a_path, dtype="float32")   # merged into the fp32 base, whatever trained
     model.load_trainable_state(state["trainable"])
     return model.save_aligned(dest, info)
 

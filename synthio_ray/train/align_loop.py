@@ -1,6 +1,8 @@
 """The alignment training: one DPO / ERM step as plain functions, and the Ray Train worker loop.
 
-``dpo_step`` / ``erm_step`` run on any ``AlignableStableAudio`` without Ray (tests, benchmarks).
+``dpo_step`` / ``erm_step`` run on any ``AlignableStableAudio`` without Ray (tests, benchmarks);
+``accumulate_step`` runs a step's forward and backward in micro-batches (``align.micro_batch``) with the
+whole batch's randomness and gradient.
 ``train_loop_per_worker(config)`` is what ``TorchTrainer`` runs on every worker:
 
 - data: the preference manifest's usable rows, sorted by pair id, padded to a multiple of the world
@@ -33,12 +35,49 @@ import torch
 from synthio_ray.ids import stable_int
 from synthio_ray.train.dpo import diffusion_dpo_loss, drop_text, pair_inputs, per_sample_mse, sample_timesteps
 
-__all__ = ["dpo_step", "erm_step", "encode_pairs", "train_loop_per_worker", "fingerprint", "STATE_FILE"]
+__all__ = ["dpo_step", "erm_step", "dpo_inputs", "dpo_forward", "erm_inputs", "erm_forward", "accumulate_step",
+           "encode_pairs", "train_loop_per_worker", "fingerprint", "STATE_FILE"]
 
 STATE_FILE = "state.pt"
 LOSS_MARGIN_FRAMES = 4   # latent frames past a clip's end that still count in its loss (the VAE smears the end)
 LOSS = "clip-frames-v1"  # what the per-sample error averages over (recorded in the checkpoint fingerprint)
 METRIC_KEYS = ("loss", "implicit_acc", "reward_margin", "model_err_w", "model_err_l", "ref_err_w", "ref_err_l")
+
+
+def dpo_inputs(model: Any, batch: dict, timesteps: str, generator: torch.Generator, cfg_dropout: float = 0.0
+               ) -> dict[str, torch.Tensor]:
+    """A DPO batch {x_w, x_l (B, C, F), enc, glob, frames?} -> its per-pair model inputs {z_w, z_l, tgt_w,
+    tgt_l, t, enc, glob, frames?}, every random draw made once for the whole batch: one noise, one
+    timestep and one conditioning-dropout draw per pair, shared by winner and loser. Row slices of it
+    are micro-batches of the same step."""
+    x_w = batch["x_w"]
+    z, target, t, _ = pair_inputs(x_w, batch["x_l"], model.objective, timesteps, generator)
+    enc, _ = drop_text(batch["enc"], cfg_dropout, generator)
+    b = x_w.shape[0]
+    out = {"z_w": z[:b], "z_l": z[b:], "tgt_w": target[:b], "tgt_l": target[b:], "t": t[:b], "enc": enc,
+           "glob": batch["glob"]}
+    if batch.get("frames") is not None:
+        out["frames"] = batch["frames"]
+    return out
+
+
+def dpo_forward(model: Any, module: torch.nn.Module, inputs: dict, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """``dpo_inputs`` (or a row slice of them) -> (loss, metrics): the trained DiT and the frozen reference on
+    the same 2B inputs, winners first."""
+    z = torch.cat([inputs["z_w"], inputs["z_l"]])
+    target = torch.cat([inputs["tgt_w"], inputs["tgt_l"]])
+    t = torch.cat([inputs["t"], inputs["t"]])
+    enc2, glob2 = torch.cat([inputs["enc"], inputs["enc"]]), torch.cat([inputs["glob"], inputs["glob"]])
+    frames = inputs.get("frames")
+    frames2 = None if frames is None else torch.cat([frames, frames])
+    err = model.errors(module, z, t, enc2, glob2, target, frames2)
+    ref = model.reference_errors(z, t, enc2, glob2, target, frames2)
+    b = inputs["z_w"].shape[0]
+    loss, acc, margin = diffusion_dpo_loss(err[:b], err[b:], ref[:b], ref[b:], beta)
+    e = err.detach()
+    return loss, {"loss": loss.item(), "implicit_acc": acc.item(), "reward_margin": margin.item(),
+                  "model_err_w": e[:b].mean().item(), "model_err_l": e[b:].mean().item(),
+                  "ref_err_w": ref[:b].mean().item(), "ref_err_l": ref[b:].mean().item()}
 
 
 def dpo_step(model: Any, module: torch.nn.Module, batch: dict, beta: float, timesteps: str,
@@ -48,25 +87,12 @@ def dpo_step(model: Any, module: torch.nn.Module, batch: dict, beta: float, time
     ``module`` is the trained DiT (or its DDP wrapper); one noise, one timestep and one conditioning-
     dropout draw per pair, shared by winner and loser, and the reference sees the very same inputs.
     """
-    x_w, x_l, enc, glob = batch["x_w"], batch["x_l"], batch["enc"], batch["glob"]
-    z, target, t, _ = pair_inputs(x_w, x_l, model.objective, timesteps, generator)
-    enc, _ = drop_text(enc, cfg_dropout, generator)
-    enc2, glob2 = torch.cat([enc, enc]), torch.cat([glob, glob])
-    frames = batch.get("frames")
-    frames2 = None if frames is None else torch.cat([frames, frames])
-    err = model.errors(module, z, t, enc2, glob2, target, frames2)
-    ref = model.reference_errors(z, t, enc2, glob2, target, frames2)
-    b = x_w.shape[0]
-    loss, acc, margin = diffusion_dpo_loss(err[:b], err[b:], ref[:b], ref[b:], beta)
-    e = err.detach()
-    return loss, {"loss": loss.item(), "implicit_acc": acc.item(), "reward_margin": margin.item(),
-                  "model_err_w": e[:b].mean().item(), "model_err_l": e[b:].mean().item(),
-                  "ref_err_w": ref[:b].mean().item(), "ref_err_l": ref[b:].mean().item()}
+    return dpo_forward(model, module, dpo_inputs(model, batch, timesteps, generator, cfg_dropout), beta)
 
 
-def erm_step(model: Any, module: torch.nn.Module, batch: dict, timesteps: str, generator: torch.Generator,
-             cfg_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """One plain diffusion-loss forward on the gold clips: ``batch`` = {x_w, enc, glob} -> (loss, metrics)."""
+def erm_inputs(model: Any, batch: dict, timesteps: str, generator: torch.Generator, cfg_dropout: float = 0.0
+               ) -> dict[str, torch.Tensor]:
+    """An ERM batch {x_w, enc, glob, frames?} -> {z, target, t, enc, glob, frames?}, drawn once for the batch."""
     from synthio_ray.train.dpo import OBJECTIVES
 
     x = batch["x_w"]
@@ -74,11 +100,53 @@ def erm_step(model: Any, module: torch.nn.Module, batch: dict, timesteps: str, g
     noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
     z, target = OBJECTIVES[model.objective](x, noise, t)
     enc, _ = drop_text(batch["enc"], cfg_dropout, generator)
-    pred = model.predict(module, z, t, enc, batch["glob"])
-    err = per_sample_mse(pred, target, batch.get("frames"))
-    ref = model.reference_errors(z, t, enc, batch["glob"], target, batch.get("frames"))
+    out = {"z": z, "target": target, "t": t, "enc": enc, "glob": batch["glob"]}
+    if batch.get("frames") is not None:
+        out["frames"] = batch["frames"]
+    return out
+
+
+def erm_forward(model: Any, module: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """``erm_inputs`` (or a row slice) -> (loss, metrics): the plain diffusion loss on the gold clips."""
+    z, t, enc, glob, frames = inputs["z"], inputs["t"], inputs["enc"], inputs["glob"], inputs.get("frames")
+    err = per_sample_mse(model.predict(module, z, t, enc, glob), inputs["target"], frames)
+    ref = model.reference_errors(z, t, enc, glob, inputs["target"], frames)
     loss = err.mean()
     return loss, {"loss": loss.item(), "model_err_w": loss.item(), "ref_err_w": ref.mean().item()}
+
+
+def erm_step(model: Any, module: torch.nn.Module, batch: dict, timesteps: str, generator: torch.Generator,
+             cfg_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """One plain diffusion-loss forward on the gold clips: ``batch`` = {x_w, enc, glob} -> (loss, metrics)."""
+    return erm_forward(model, module, erm_inputs(model, batch, timesteps, generator, cfg_dropout))
+
+
+def accumulate_step(model: Any, module: torch.nn.Module, batch: dict, objective: str, beta: float, timesteps: str,
+                    generator: torch.Generator, cfg_dropout: float = 0.0, micro_batch: int | None = None
+                    ) -> dict[str, float]:
+    """The forward and backward of one optimizer step over ``batch``, ``micro_batch`` pairs at a time -> the
+    batch's metrics. The randomness is drawn for the whole batch first; each micro-batch's loss is weighted
+    by its share of the batch before its backward, so the accumulated gradient (and every metric) is the
+    whole batch's, while only one micro-batch's activations are alive. The caller zeroes the gradients
+    before and steps after; under DDP the gradients are all-reduced once, on the last micro-batch."""
+    from contextlib import nullcontext
+
+    draw, forward = (dpo_inputs, dpo_forward) if objective == "dpo" else (erm_inputs, erm_forward)
+    inputs = draw(model, batch, timesteps, generator, cfg_dropout)
+    b = batch["x_w"].shape[0]
+    size = min(b, micro_batch or b)
+    sums: dict[str, float] = {}
+    for start in range(0, b, size):
+        part = {k: v[start:start + size] for k, v in inputs.items()}
+        n = part["enc"].shape[0]
+        last = start + size >= b
+        sync = nullcontext() if last or not hasattr(module, "no_sync") else module.no_sync()
+        with sync:
+            loss, m = forward(model, module, part, beta) if objective == "dpo" else forward(model, module, part)
+            (loss * (n / b)).backward()
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v * n / b
+    return sums
 
 
 def fingerprint(cfg: Any, pairs_key: str | None, t2a_path: str | None = None) -> dict:
@@ -89,9 +157,9 @@ def fingerprint(cfg: Any, pairs_key: str | None, t2a_path: str | None = None) ->
             "t2a": t2a_path or cfg.models.t2a.path, "preferences": pairs_key, "loss": LOSS}
 
 
-def encode_pairs(model: Any, rows: list[dict], pref_dir: Path) -> dict[str, torch.Tensor]:
+def encode_pairs(model: Any, rows: list[dict], pref_dir: Path, batch_size: int = 2) -> dict[str, torch.Tensor]:
     """Pair rows -> {x_w, x_l (absent for ERM rows), enc, glob, frames (each pair's loss frames)} on the
-    model's device; each distinct audio file is encoded once."""
+    model's device; each distinct audio file is encoded once, ``batch_size`` clips per VAE call."""
     from synthio_ray.data.audio import load_audio
 
     sr = model.sample_rate
@@ -105,7 +173,7 @@ def encode_pairs(model: Any, rows: list[dict], pref_dir: Path) -> dict[str, torc
             x, _ = load_audio(pref_dir / p, sample_rate=sr, mono=False)
             waves.append(x.T)
         if todo:
-            for p, z in zip(todo, model.encode_audio(waves, frames)):
+            for p, z in zip(todo, model.encode_audio(waves, frames, batch_size)):
                 cache[p] = z
         return torch.stack([cache[p] for p in paths])
 
@@ -189,7 +257,7 @@ def train_loop_per_worker(config: dict) -> None:
     if start >= a.epochs:
         return  # finished before: the run's last checkpoint is its result
     starts.append(start)
-    data = encode_pairs(model, rows, pref_dir)
+    data = encode_pairs(model, rows, pref_dir, a.encode_batch)
     module = ray.train.torch.prepare_model(model.module)
     params = model.trainable_parameters()
 
@@ -205,12 +273,9 @@ def train_loop_per_worker(config: dict) -> None:
             idx = order[step * per_worker:(step + 1) * per_worker].to(device)
             batch = {k: v[idx] for k, v in data.items()}
             gen = torch.Generator().manual_seed(stable_int("align-noise", seed, epoch, step, rank))
-            if a.objective == "dpo":
-                loss, m = dpo_step(model, module, batch, a.beta, a.timesteps, gen, a.cfg_dropout)
-            else:
-                loss, m = erm_step(model, module, batch, a.timesteps, gen, a.cfg_dropout)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            m = accumulate_step(model, module, batch, a.objective, a.beta, a.timesteps, gen, a.cfg_dropout,
+                                a.micro_batch)
             if a.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, a.grad_clip)
             opt.step()

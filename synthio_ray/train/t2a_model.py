@@ -15,6 +15,10 @@
   DiT weight trains and the reference is a frozen deep copy taken right after loading.
 - ``save_aligned(folder)``: adapters merged into the DiT weights, the complete pipeline written as a
   diffusers folder that ``StableAudioPipeline.from_pretrained`` and ``load_t2a`` read.
+
+Memory (``align.*``): ``base_dtype`` bf16 stores the frozen base (DiT, VAE, text encoder) in bf16 under
+LoRA while the adapters, their gradients and the optimizer stay fp32; ``gradient_checkpointing`` keeps
+only each DiT block's input for the backward and recomputes the rest (same loss and gradients).
 """
 from __future__ import annotations
 
@@ -38,28 +42,54 @@ __all__ = ["AlignableStableAudio", "LORA_TARGETS", "load_alignable"]
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # diffusers Attention projections (attn1 and attn2)
 
 
-def load_alignable(cfg, device: str = "cpu", path: str | None = None) -> "AlignableStableAudio":
-    """Load ``cfg.models.t2a`` (fp32 weights on ``device``) and wrap it per ``cfg.align``."""
+def base_dtype(cfg, device: str) -> str:
+    """``align.base_dtype`` resolved: ``auto`` = bfloat16 for a LoRA run under bf16 autocast (``precision``
+    bfloat16, or auto on a GPU), float32 otherwise (full fine-tuning keeps fp32 master weights)."""
+    a = cfg.align
+    if a.base_dtype != "auto":
+        return a.base_dtype
+    bf16 = a.precision == "bfloat16" or (a.precision == "auto" and str(device).startswith("cuda"))
+    return "bfloat16" if bf16 and not a.full_finetune else "float32"
+
+
+def checkpointing_on(cfg, device: str) -> bool:
+    """``align.gradient_checkpointing`` resolved: null = on for GPU workers, off on CPU."""
+    g = cfg.align.gradient_checkpointing
+    return str(device).startswith("cuda") if g is None else bool(g)
+
+
+def load_alignable(cfg, device: str = "cpu", path: str | None = None, dtype: str | None = None
+                   ) -> "AlignableStableAudio":
+    """Load ``cfg.models.t2a`` on ``device`` in ``dtype`` (default: ``base_dtype(cfg, device)``) and wrap it
+    per ``cfg.align``."""
     from synthio_ray.models.t2a import load_t2a
 
     if cfg.models.t2a.backend != "stable_audio":
         raise ValueError(f"jobs/align.py trains the stable_audio backend (diffusers StableAudioPipeline); "
                          f"models.t2a.backend={cfg.models.t2a.backend!r} is not supported yet")
-    t2a = load_t2a(replace(cfg.models.t2a, device=str(device), dtype="float32"), path)
+    t2a = load_t2a(replace(cfg.models.t2a, device=str(device), dtype=dtype or base_dtype(cfg, device)), path)
     a = cfg.align
     return AlignableStableAudio(t2a, full_finetune=a.full_finetune, lora_rank=a.lora_rank,
-                                lora_alpha=a.lora_alpha, precision=a.precision)
+                                lora_alpha=a.lora_alpha, precision=a.precision,
+                                gradient_checkpointing=checkpointing_on(cfg, device))
 
 
 class AlignableStableAudio:
-    """A ``StableAudioT2A`` (fp32 weights) with a trainable DiT and a frozen reference."""
+    """A ``StableAudioT2A`` with a trainable DiT and a frozen reference.
+
+    Weights fp32, or (LoRA only) a bf16 frozen base under bf16 autocast; ``gradient_checkpointing``
+    recomputes each DiT block in the backward instead of keeping its activations."""
 
     def __init__(self, t2a: Any, full_finetune: bool = False, lora_rank: int = 8, lora_alpha: float = 8.0,
-                 precision: str = "auto"):
+                 precision: str = "auto", gradient_checkpointing: bool = False):
         self.t2a, self.pipe = t2a, t2a.pipe
         self.device = torch.device(t2a.device)
         self.objective = objective_for_scheduler(self.pipe.scheduler)
         self.full_finetune = full_finetune
+        low = self.pipe.transformer.dtype != torch.float32
+        if low and full_finetune:
+            raise ValueError(f"align.full_finetune trains every DiT weight: load it in float32, not "
+                             f"{self.pipe.transformer.dtype} (align.base_dtype=float32)")
         for name in ("vae", "text_encoder", "projection_model"):
             getattr(self.pipe, name).requires_grad_(False).eval()
         dit = self.pipe.transformer
@@ -74,7 +104,13 @@ class AlignableStableAudio:
             self.module = get_peft_model(dit, LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0,
                                                          target_modules=LORA_TARGETS, init_lora_weights=True))
         self.module.train()
+        if gradient_checkpointing:
+            dit.enable_gradient_checkpointing()
+        self.gradient_checkpointing = gradient_checkpointing
         use_bf16 = precision == "bfloat16" or (precision == "auto" and self.device.type == "cuda")
+        if low and not use_bf16:
+            raise ValueError("a bf16 frozen base needs bf16 autocast: align.precision=bfloat16 (or auto on a GPU), "
+                             "or align.base_dtype=float32")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self._rotary: dict[int, tuple] = {}
 
@@ -92,18 +128,31 @@ class AlignableStableAudio:
         return max(1, math.ceil(float(seconds) * self.t2a.sample_rate / self.t2a.hop))
 
     @torch.no_grad()
-    def encode_audio(self, waves: list[np.ndarray], frames: int, batch_size: int = 8) -> torch.Tensor:
-        """Waves ``(channels, samples)`` at ``sample_rate`` -> latents ``(B, C, frames)`` (posterior mean),
-        each wave zero-padded or trimmed to ``frames * hop`` samples as the pipeline's window is."""
+    def encode_audio(self, waves: list[np.ndarray], frames: int, batch_size: int = 2) -> torch.Tensor:
+        """Waves ``(channels, samples)`` at ``sample_rate`` -> fp32 latents ``(B, C, frames)`` (posterior mean),
+        each wave zero-padded or trimmed to ``frames * hop`` samples as the pipeline's window is;
+        ``batch_size`` clips per VAE call, halved when a call runs out of memory."""
+        from synthio_ray.models.base import is_out_of_memory
+
         n = frames * self.t2a.hop
-        out = []
-        for i in range(0, len(waves), batch_size):
+        vae = self.pipe.vae
+        out, i = [], 0
+        while i < len(waves):
             chunk = []
             for w in waves[i:i + batch_size]:
                 w = np.asarray(w, np.float32)[:, :n]
                 chunk.append(np.pad(w, ((0, 0), (0, n - w.shape[1]))))
-            x = torch.from_numpy(np.stack(chunk)).to(self.device)
-            out.append(self.pipe.vae.encode(x).latent_dist.mean.float())
+            x = torch.from_numpy(np.stack(chunk)).to(self.device, vae.dtype)
+            try:
+                out.append(vae.encode(x).latent_dist.mean.float())
+            except Exception as e:
+                if not (is_out_of_memory(e) and batch_size > 1):
+                    raise
+                batch_size = max(1, len(chunk) // 2)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            i += len(chunk)
         return torch.cat(out)[:, :, :frames]
 
     @torch.no_grad()
