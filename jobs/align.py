@@ -8,8 +8,9 @@ set (each gold clip with the template caption beats align.losers clips the model
 through the augmentation job's synthesis stage on Ray Data; OUT/preferences/), trains LoRA adapters on
 the DiT attention (align.full_finetune=true: the whole DiT) with Diffusion-DPO against a frozen
 reference (--objective erm: the plain diffusion loss on the gold clips), with DDP over --workers Ray
-Train workers and a checkpoint per epoch. Writes OUT/checkpoint (a complete diffusers Stable Audio
-pipeline with the adapters merged: `python jobs/augment.py --t2a OUT/checkpoint`), OUT/metrics.json,
+Train workers and a checkpoint per epoch. Writes OUT/checkpoint (align.export: the LoRA adapters in peft
+format with the base model they go on, by default; `merged`: a complete diffusers Stable Audio pipeline
+with the adapters merged; either way `python jobs/augment.py --t2a OUT/checkpoint`), OUT/metrics.json,
 OUT/config.yaml. Re-running the same command resumes after the last finished epoch.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ FLAGS = {
     "--workers": ("align.workers", "Ray Train workers (DDP)"),
 }
 RESUMABLE = ("epochs", "workers", "gpus_per_worker", "cpus_per_worker", "max_failures", "keep_checkpoints",
-             "log_every")  # may change between a run and its resumption
+             "log_every", "export")  # may change between a run and its resumption
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

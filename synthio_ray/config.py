@@ -326,6 +326,10 @@ class AlignConfig:
     full_finetune: bool = opt(False, "train every DiT weight instead of LoRA adapters on its attention")
     lora_rank: int = opt(8, "LoRA rank on the DiT attention projections to_q, to_k, to_v, to_out.0", ge=1)
     lora_alpha: float = opt(8.0, "LoRA alpha (scale = alpha / rank)", gt=0.0)
+    export: str = opt("auto", "OUT/checkpoint as: adapter (the LoRA adapters in peft format + the base model "
+                      "they go on, ~1 % of the model's size; --t2a loads them onto the base), merged (a complete "
+                      "diffusers pipeline, adapters merged in), auto (adapter under LoRA, merged under "
+                      "full_finetune)", choices=("auto", "adapter", "merged"))
     cfg_dropout: float = opt(0.1, "share of pairs trained on the unconditional branch (text conditioning "
                              "zeroed as the pipeline's, no negative prompt): the same draw for winner, loser "
                              "and reference, so classifier-free guidance at generation amplifies a trained "
@@ -367,6 +371,9 @@ class AlignConfig:
         if self.base_dtype == "bfloat16" and self.precision == "float32":
             problems.append(f"{key}.base_dtype: a bfloat16 base needs bf16 autocast ({key}.precision=bfloat16 "
                             f"or auto), got precision=float32")
+        if self.export == "adapter" and self.full_finetune:
+            problems.append(f"{key}.export: adapter needs LoRA training ({key}.full_finetune=false); a full "
+                            f"fine-tune exports merged")
         return problems
 
 

@@ -1,7 +1,7 @@
 """The alignment job (Diffusion-DPO / ERM): the loss on hand-computed values, the objectives against the
 pipeline's own scheduler, a behavioural toy, the preference set built through the synthesis stage on
 Ray Data, Ray Train failure recovery and re-run resumption, the exported checkpoint through the upstream
-loader and jobs/augment.py --t2a, and the job's command line."""
+loader and jobs/augment.py --t2a (merged and adapter exports), and the job's command line."""
 from __future__ import annotations
 
 import importlib.util
@@ -452,7 +452,7 @@ def test_exported_checkpoint_loads_upstream_and_through_augment(trained, prepare
     from synthio_ray.train.align import export_checkpoint
 
     cfg, state = trained["cfg"], trained["second"]
-    dest = export_checkpoint(cfg, state, tmp_path / "checkpoint", info={"objective": "dpo"})
+    dest = export_checkpoint(cfg, state, tmp_path / "checkpoint", info={"objective": "dpo"}, export="merged")
     assert json.loads((dest / "alignment.json").read_text())["objective"] == "dpo"
     pipe = StableAudioPipeline.from_pretrained(dest)
     start = StableAudioDiTModel.from_pretrained(zoo("t2a"), subfolder="transformer").state_dict()
@@ -466,13 +466,16 @@ def test_exported_checkpoint_loads_upstream_and_through_augment(trained, prepare
     spec = importlib.util.spec_from_file_location("augment_job", REPO / "jobs" / "augment.py")
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
+    # the default export (LoRA adapters + their base) through the augmentation job's Ray Data actors
+    adapter = export_checkpoint(cfg, state, tmp_path / "adapter", info={"objective": "dpo"})
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "model_index.json").exists()
     out = tmp_path / "augment"
-    assert job.main(["--config", str(DEFAULT), "--out", str(out), "--t2a", str(dest), "--data", str(prepared),
+    assert job.main(["--config", str(DEFAULT), "--out", str(out), "--t2a", str(adapter), "--data", str(prepared),
                      "--k", "1", "--rounds", "0", "augment.captions=template", "models.t2a.steps=2",
                      "ray.progress=off"]) == 0
     manifest = pd.read_parquet(out / "manifest.parquet")
-    assert len(manifest) == 8 and set(manifest["t2a_model"]) == {str(dest)}
-    assert load_config(out / "config.yaml").models.t2a.path == str(dest)
+    assert len(manifest) == 8 and set(manifest["t2a_model"]) == {str(adapter)} and manifest["path"].notna().all()
+    assert load_config(out / "config.yaml").models.t2a.path == str(adapter)
 
 
 def test_job_refuses_to_resume_with_other_settings(tmp_path, capsys, monkeypatch):
@@ -503,7 +506,7 @@ def test_job_refuses_to_resume_with_other_settings(tmp_path, capsys, monkeypatch
     # epochs, workers and resources may change (README; also the failure, checkpoint and log settings):
     # the check passes and the job goes on to train
     allowed = ["align.epochs=20", "align.workers=2", "align.cpus_per_worker=2", "align.gpus_per_worker=1",
-               "align.max_failures=0", "align.keep_checkpoints=3", "align.log_every=1"]
+               "align.max_failures=0", "align.keep_checkpoints=3", "align.log_every=1", "align.export=merged"]
     for change in [[c] for c in allowed] + [allowed]:
         with pytest.raises(Started) as started:
             job.main(["--out", str(tmp_path), "align.beta=5000", *change])
@@ -521,9 +524,10 @@ def test_cli_on_the_embedded_default(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "jobs" / "align.py"), "--out", str(out), *SMALL],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "implicit accuracy" in proc.stdout and "aligned checkpoint" in proc.stdout
+    assert "implicit accuracy" in proc.stdout and "aligned checkpoint (LoRA adapters on zoo:t2a)" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and metrics["last"] == metrics["epochs"][-1]
     assert {"loss", "implicit_acc", "reward_margin"} <= set(metrics["first"]) and metrics["steps"]
-    assert (out / "checkpoint" / "model_index.json").is_file() and (out / "config.yaml").is_file()
+    assert (out / "checkpoint" / "adapter_model.safetensors").is_file() and (out / "config.yaml").is_file()
+    assert json.loads((out / "checkpoint" / "alignment.json").read_text())["base_model"] == "zoo:t2a"
     assert (out / "preferences" / "manifest.parquet").is_file()

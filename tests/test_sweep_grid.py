@@ -313,16 +313,22 @@ def test_grid_variants_generate_with_their_switches(ray_local, tmp_path, zoo):
     run no reflection; w/o CLAP accepts everything; w/o reflection stops at round 0; the DPO and ERM rows
     generate with their own aligned checkpoint (each objective aligned once, on the prepared set) and the
     un-aligned rows with the configured model."""
-    import shutil
 
     zoo_t2a = zoo("t2a")
     aligned = []
 
-    def copy_align(cfg, out, objective):   # an "aligned" checkpoint: the zoo model under its own path
+    def copy_align(cfg, out, objective):   # an "aligned" checkpoint: LoRA adapters on the zoo model, as
+        import torch                          # jobs/align.py exports them, set to small seeded values
+
+        from synthio_ray.train.align import export_checkpoint
+        from synthio_ray.train.t2a_model import load_alignable
+
         aligned.append((objective, cfg.align.data))
-        ckpt = Path(out) / "checkpoint"
-        shutil.copytree(zoo_t2a, ckpt)
-        return ckpt
+        model = load_alignable(cfg, "cpu")
+        with torch.no_grad():
+            for p in model.trainable_parameters():
+                p.copy_(1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(aligned))))
+        return export_checkpoint(cfg, {"trainable": model.trainable_state()}, Path(out) / "checkpoint")
 
     rows = ["synthio", "w_erm", "vanilla_syn", "w_template", "wo_clap", "wo_reflection"]
     cfg = load_config(DEFAULT, TINY + FAST + [f"grid.methods=[{','.join(rows)}]", "grid.seeds=[0]", "grid.ns=[8]",

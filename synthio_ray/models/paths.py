@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["resolve_model_path", "quiet_hub_progress"]
+__all__ = ["resolve_model_path", "model_ref", "quiet_hub_progress"]
 
 
 def resolve_model_path(path: str) -> str:
@@ -14,6 +14,15 @@ def resolve_model_path(path: str) -> str:
 
         name = path[4:]
         return str(build_zoo(only=[name])[name])
+    expanded = os.path.expanduser(path)
+    return str(Path(expanded).resolve()) if os.path.exists(expanded) else path
+
+
+def model_ref(path: str) -> str:
+    """A model location as it should be recorded to be found again elsewhere: ``zoo:`` names and hub ids
+    unchanged, a local path made absolute (``~`` expanded)."""
+    if path.startswith("zoo:"):
+        return path
     expanded = os.path.expanduser(path)
     return str(Path(expanded).resolve()) if os.path.exists(expanded) else path
 

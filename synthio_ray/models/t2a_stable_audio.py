@@ -1,7 +1,8 @@
 """Stable Audio Open text-to-audio through diffusers' ``StableAudioPipeline`` format.
 
 Loads any diffusers-format Stable Audio checkpoint (``stabilityai/stable-audio-open-1.0``, a local
-folder, our aligned checkpoints, the tiny zoo model) and generates a batch of captions in one
+folder, our aligned checkpoints: merged pipelines or LoRA adapter folders, see ``t2a_adapter``, the tiny
+zoo model) and generates a batch of captions in one
 denoising loop. Unlike the stock pipeline call, every row has its own duration conditioning and its
 own seed (initial noise and the SDE sampler's Brownian tree), so a row's audio does not depend on
 the batch it was generated in.
@@ -27,6 +28,7 @@ import torch
 
 from synthio_ray.models.base import RowErrors, TextToAudio, is_out_of_memory, pick_device, resolve_dtype
 from synthio_ray.models.paths import quiet_hub_progress
+from synthio_ray.models.t2a_adapter import is_adapter_folder, load_adapted_transformer
 
 __all__ = ["StableAudioT2A"]
 
@@ -53,6 +55,9 @@ class StableAudioT2A(TextToAudio):
         quiet_hub_progress()
         self.device = pick_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if pipeline is None and is_adapter_folder(path):  # aligned LoRA adapters: merged onto their base
+            base, dit = load_adapted_transformer(path, self.dtype)
+            pipeline = StableAudioPipeline.from_pretrained(base, transformer=dit, dtype=self.dtype)
         self.pipe = pipeline or StableAudioPipeline.from_pretrained(path, dtype=self.dtype)
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)

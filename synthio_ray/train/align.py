@@ -8,9 +8,11 @@
    run's checkpoint list from that folder when a run with the same name and storage path starts
    again, so re-running the same command resumes after the last finished epoch; within a run, a
    failed worker group is restarted from the last checkpoint up to ``align.max_failures`` times.
-4. Export: the last checkpoint's adapters merged into the starting model, saved as a complete
-   diffusers pipeline in ``OUT/checkpoint`` (``--t2a OUT/checkpoint`` for jobs/augment.py), and
-   ``OUT/metrics.json`` (per-epoch and per-step loss, implicit accuracy, reward margin; first and last).
+4. Export to ``OUT/checkpoint`` (``--t2a OUT/checkpoint`` for jobs/augment.py) per ``align.export``: the
+   last checkpoint's LoRA adapters in peft format with the starting model's location (``adapter``, the
+   default under LoRA: megabytes, loaded onto the base at generation time), or merged into the starting
+   model and saved as a complete diffusers pipeline (``merged``); and ``OUT/metrics.json`` (per-epoch
+   and per-step loss, implicit accuracy, reward margin; first and last).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch
 
 from synthio_ray.config import Config, config_to_dict
 
-__all__ = ["AlignReport", "AlignError", "run_align", "fit", "export_checkpoint", "RUN_NAME"]
+__all__ = ["AlignReport", "AlignError", "run_align", "fit", "export_checkpoint", "export_mode", "RUN_NAME"]
 
 RUN_NAME = "align"
 
@@ -51,7 +53,8 @@ class AlignReport:
         for name, key in (("loss", "loss"), ("implicit accuracy", "implicit_acc"), ("reward margin", "reward_margin")):
             if key in first:
                 lines.append(f"  {name:<18} first epoch {first[key]:+.4f}   last epoch {last[key]:+.4f}")
-        lines.append(f"aligned checkpoint: {self.checkpoint}")
+        kind = "merged pipeline" if m["export"] == "merged" else f"LoRA adapters on {m['base_model']}"
+        lines.append(f"aligned checkpoint ({kind}): {self.checkpoint}")
         lines.append(f"use it: python jobs/augment.py --t2a {self.checkpoint}")
         return "\n".join(lines)
 
@@ -93,19 +96,28 @@ def _final_state(result: Any) -> dict:
         return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
 
 
-def export_checkpoint(cfg: Config, state: dict, dest: Path, t2a_path: str | None = None, info: dict | None = None
-                      ) -> Path:
-    """Trained tensors of a ``state.pt`` -> a complete aligned diffusers pipeline folder at ``dest``."""
+def export_mode(cfg: Config) -> str:
+    """``align.export`` with ``auto`` resolved: adapter under LoRA, merged under full fine-tuning."""
+    e = cfg.align.export
+    return ("merged" if cfg.align.full_finetune else "adapter") if e == "auto" else e
+
+
+def export_checkpoint(cfg: Config, state: dict, dest: Path, t2a_path: str | None = None, info: dict | None = None,
+                      export: str | None = None) -> Path:
+    """Trained tensors of a ``state.pt`` -> the aligned model at ``dest``: LoRA adapters + the base model's
+    location, or a complete merged diffusers pipeline (``export``, default ``export_mode(cfg)``)."""
+    from synthio_ray.models.paths import model_ref
     from synthio_ray.train.t2a_model import load_alignable
 
     model = load_alignable(cfg, "cpu", t2a_path, dtype="float32")   # merged into the fp32 base, whatever trained
     model.load_trainable_state(state["trainable"])
-    return model.save_aligned(dest, info)
+    return model.save_aligned(dest, info, export or export_mode(cfg), base=model_ref(t2a_path or cfg.models.t2a.path))
 
 
 def _metrics(cfg: Config, state: dict, pairs: int, dest: Path, base: str) -> dict:
     epochs, steps = state["history"], state["steps"]
     return {"objective": cfg.align.objective, "beta": cfg.align.beta, "pairs": pairs, "base_model": base,
+            "export": export_mode(cfg),
             "checkpoint": str(dest), "epochs": epochs, "first": epochs[0], "last": epochs[-1],
             "step_seconds_median": statistics.median(s["seconds"] for s in steps), "steps": steps}
 
@@ -117,7 +129,7 @@ def run_align(cfg: Config, out: str | Path, t2a_path: str | None = None, crash_o
 
     from synthio_ray.data.manifest import load_prepared
     from synthio_ray.data.prepare import prepare_dataset
-    from synthio_ray.models.paths import resolve_model_path
+    from synthio_ray.models.paths import model_ref
     from synthio_ray.pipeline.augment import ensure_ray, gold_rows
     from synthio_ray.train.preferences import build_preferences
 
@@ -145,9 +157,9 @@ def run_align(cfg: Config, out: str | Path, t2a_path: str | None = None, crash_o
     state = _final_state(result)
     if state["epoch"] < a.epochs:
         raise AlignError(f"the last checkpoint holds epoch {state['epoch']} of {a.epochs}")
-    base = resolve_model_path(t2a_path or cfg.models.t2a.path)
+    base = model_ref(t2a_path or cfg.models.t2a.path)
     dest = out / "checkpoint"
-    info = {"base_model": base, "objective": a.objective, "epochs": state["epoch"],
+    info = {"objective": a.objective, "epochs": state["epoch"],
             "align": config_to_dict(cfg)["align"], "first": state["history"][0], "last": state["history"][-1]}
     export_checkpoint(cfg, state, dest, t2a_path, info)
     metrics = _metrics(cfg, state, len(ok), dest, base)

@@ -44,11 +44,13 @@ PAIR_COLUMNS = ["pair_id", "source_id", "label", "labels", "caption", "seconds",
 
 
 def model_audio_format(cfg: Config, path: str | None = None) -> tuple[int, int, float]:
-    """(sample rate, channels, longest clip in s) of a diffusers Stable Audio checkpoint, from its configs
-    only (no weights loaded)."""
+    """(sample rate, channels, longest clip in s) of a diffusers Stable Audio checkpoint (or of an adapter
+    folder's base), from its configs only (no weights loaded)."""
     from diffusers import AutoencoderOobleck, StableAudioDiTModel
 
-    where = resolve_model_path(path or cfg.models.t2a.path)
+    from synthio_ray.models.t2a_adapter import pipeline_folder
+
+    where = pipeline_folder(resolve_model_path(path or cfg.models.t2a.path))
     vae = AutoencoderOobleck.load_config(where, subfolder="vae")
     dit = StableAudioDiTModel.load_config(where, subfolder="transformer")
     hop = int(np.prod(vae["downsampling_ratios"]))

@@ -13,8 +13,9 @@
   to_out.0`` of the self- and cross-attention of each block), the rest frozen; the reference is then
   the same module with its adapters disabled (no second copy of the DiT). With ``full_finetune`` every
   DiT weight trains and the reference is a frozen deep copy taken right after loading.
-- ``save_aligned(folder)``: adapters merged into the DiT weights, the complete pipeline written as a
-  diffusers folder that ``StableAudioPipeline.from_pretrained`` and ``load_t2a`` read.
+- ``save_aligned(folder, export=...)``: the LoRA adapters in peft format with the base model's location
+  (``adapter``, what ``load_t2a`` merges onto the base at load time), or the adapters merged into the DiT
+  weights and the complete pipeline written as a diffusers folder (``merged``); both load with ``load_t2a``.
 
 Memory (``align.*``): ``base_dtype`` bf16 stores the frozen base (DiT, VAE, text encoder) in bf16 under
 LoRA while the adapters, their gradients and the optimizer stay fp32; ``gradient_checkpointing`` keeps
@@ -213,21 +214,35 @@ class AlignableStableAudio:
             for n, p in params.items():
                 p.copy_(state[n].to(p.device, p.dtype))
 
-    def save_aligned(self, folder: str | Path, info: dict | None = None) -> Path:
-        """Write the aligned model as a complete diffusers ``StableAudioPipeline`` folder (adapters merged
-        into the DiT weights) plus ``alignment.json`` (``info``). Atomic: written beside, then renamed.
-        The wrapper is spent afterwards (its adapters are gone)."""
+    def save_aligned(self, folder: str | Path, info: dict | None = None, export: str = "merged",
+                     base: str | None = None) -> Path:
+        """Write the aligned model to ``folder``, atomically (written beside, then renamed).
+
+        ``export="merged"``: a complete diffusers ``StableAudioPipeline`` folder, the adapters merged into the
+        DiT weights, plus ``alignment.json`` (``info``); the wrapper is spent afterwards (its adapters are
+        gone). ``export="adapter"`` (LoRA only): the adapters in peft format and ``alignment.json`` naming
+        ``base`` (the starting model's location, see ``models.t2a_adapter``)."""
+        from synthio_ray.models.t2a_adapter import save_adapter
+
         folder = Path(folder)
-        if not self.full_finetune:
-            merged = self.module.merge_and_unload()
-            assert merged is self.pipe.transformer
+        if export not in ("merged", "adapter"):
+            raise ValueError(f"unknown export {export!r}: merged or adapter")
+        if export == "adapter" and (self.full_finetune or base is None):
+            raise ValueError("an adapter export needs LoRA training and the base model's location")
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        self.pipe.transformer.requires_grad_(False).eval()
-        self.pipe.save_pretrained(tmp)
-        (tmp / "alignment.json").write_text(json.dumps(info or {}, indent=2, default=str))
+        if export == "adapter":
+            tmp.mkdir(parents=True)
+            save_adapter(self.module, tmp, base, self.pipe.transformer.config, {"export": "adapter", **(info or {})})
+        else:
+            if not self.full_finetune:
+                merged = self.module.merge_and_unload()
+                assert merged is self.pipe.transformer
+            self.pipe.transformer.requires_grad_(False).eval()
+            self.pipe.save_pretrained(tmp)
+            record = {"export": "merged", **(info or {}), **({"base_model": base} if base else {})}
+            (tmp / "alignment.json").write_text(json.dumps(record, indent=2, default=str))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         return folder
-
