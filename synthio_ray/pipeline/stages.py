@@ -174,6 +174,8 @@ class Scorer:
         self.model = model
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        from synthio_ray.models.clap import clap_input
+
         df = df.copy().reset_index(drop=True)
         a, c = self.cfg.augment, self.cfg.models.clap
         scores: list[float | None] = [None] * len(df)
@@ -183,7 +185,7 @@ class Scorer:
             if st != "generated":
                 continue
             try:
-                waves.append(load_audio(self.out / p, sample_rate=self.model.sample_rate)[0])
+                waves.append(clap_input(self.model, self.out / p))
                 idx.append(i)
             except AudioError as e:
                 errors[i] = f"generated audio unreadable: {e}"
