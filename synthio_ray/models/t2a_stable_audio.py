@@ -21,7 +21,9 @@ import torch
 from synthio_ray.models.base import TextToAudio, pick_device, resolve_dtype
 from synthio_ray.models.paths import quiet_hub_progress
 
-__all__ = ["StableAudioT2A"]
+__all__ = ["StableAudioT2A", "DEFAULT_STEPS", "DEFAULT_CFG_SCALE"]
+
+DEFAULT_STEPS, DEFAULT_CFG_SCALE = 100, 7.0   # the paper's sampling for Stable Audio Open (null in the config)
 
 # diffusers' Oobleck VAE still uses torch's old weight_norm: a deprecation, not a problem for users
 warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
@@ -32,11 +34,12 @@ class StableAudioT2A(TextToAudio):
 
     ``crop_latents``: denoise only as many latent frames as the clip needs instead of the model's
     full window (Stable Audio Open: 47.5 s). Much faster for short clips; off by default because
-    the released model was trained on full windows padded with silence.
+    the released model was trained on full windows padded with silence. ``steps`` / ``cfg_scale`` None:
+    100 steps, CFG 7.0 (the paper's).
     """
 
-    def __init__(self, path: str, device: str = "auto", dtype: str = "auto", steps: int = 100,
-                 cfg_scale: float = 7.0, negative_prompt: str | None = None, crop_latents: bool = False,
+    def __init__(self, path: str, device: str = "auto", dtype: str = "auto", steps: int | None = None,
+                 cfg_scale: float | None = None, negative_prompt: str | None = None, crop_latents: bool = False,
                  pipeline: Any = None):
         from diffusers import StableAudioPipeline
 
@@ -47,7 +50,9 @@ class StableAudioT2A(TextToAudio):
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.model_id = str(path)
-        self.steps, self.cfg_scale, self.negative_prompt = steps, cfg_scale, negative_prompt
+        self.steps = DEFAULT_STEPS if steps is None else int(steps)
+        self.cfg_scale = DEFAULT_CFG_SCALE if cfg_scale is None else float(cfg_scale)
+        self.negative_prompt = negative_prompt
         self.crop_latents = crop_latents
         vae = self.pipe.vae
         self.sample_rate = int(vae.config.sampling_rate)
