@@ -138,3 +138,15 @@ def test_a_clap_fine_tuned_on_the_training_clips_is_calibrated_on_the_validation
     assert p_val == pytest.approx(calibrate(clap, val, "Sound of a {label}")["p"], abs=1e-6)
     assert p_train != p_val
     assert resolve_threshold(load_config(None, ["augment.threshold=0.2"]), ds, tmp_path) == (0.2, None)
+
+
+def test_production_config_calibrates_p_and_leaves_sampling_to_the_backend(tmp_path):
+    from pathlib import Path
+
+    from synthio_ray.config import save_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "production.yaml", ["data.source=null"])
+    assert cfg.augment.threshold == "auto"
+    assert (cfg.models.t2a.steps, cfg.models.t2a.cfg_scale) == (None, None)
+    again = load_config(save_config(cfg, tmp_path / "config.yaml"))    # a run's saved config resumes as auto
+    assert again.augment.threshold == "auto" and applied_threshold(tmp_path) is None
