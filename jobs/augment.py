@@ -27,7 +27,7 @@ FLAGS = {
     "--out": ("out", "output folder (default: runs/augment)"),
     "--t2a": ("models.t2a.path", "text-to-audio checkpoint (folder, hub id or zoo:t2a)"),
     "--k": ("augment.k", "captions (clips) per gold clip"),
-    "--threshold": ("augment.threshold", "CLAP acceptance threshold p"),
+    "--threshold": ("augment.threshold", "CLAP acceptance threshold p: a number, or auto (calibrated on D_small)"),
     "--rounds": ("augment.rounds", "self-reflection rounds i"),
     "--data": ("augment.data", "prepared dataset folder (jobs/prepare.py output)"),
 }

@@ -7,7 +7,8 @@ Runs the augmentation a single time at (max k, max p) into OUT/synthetic (or sel
 output made that way), then one Tune trial per (k, p): each trains the classifier on D_small plus the
 clips the (k, p) rule selects from that manifest (the first k captions of each gold clip; per caption, the
 first reflection round scoring >= p) and reports the validation accuracy of its selected epoch. Without
---thresholds: augment.threshold and the 25th/50th percentiles of the round-0 scores below it. Writes
+--thresholds: augment.threshold (auto: the p the generation calibrated) and the 25th/50th percentiles of the
+round-0 scores below it. Writes
 OUT/best.json (best k, p by validation; how many clips the sweep generated against trials x clips),
 OUT/sweep.csv, OUT/sweep.md, OUT/sweep.png, OUT/trials/*/metrics.json, OUT/config.yaml.
 """

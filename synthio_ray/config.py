@@ -143,8 +143,13 @@ class T2AConfig:
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = opt("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16",
                      choices=("auto", "float32", "bfloat16", "float16"))
-    steps: int = opt(100, "denoising steps (Stable Audio Open: 100-250; Stable Audio 3: ~8)", ge=1)
-    cfg_scale: float = opt(7.0, "classifier-free guidance scale (paper: 7.0; 1.0 turns CFG off)", ge=0.0)
+    steps: Optional[int] = opt(None, "denoising steps; null = the backend's own default: stable_audio and "
+                               "stable_audio_tools 100 (the paper's), stable_audio3 its pipeline's (8 for the "
+                               "distilled sampler); the values used are in each clip's t2a_steps", ge=1)
+    cfg_scale: Optional[float] = opt(None, "classifier-free guidance scale (1.0 turns CFG off); null = the "
+                                     "backend's own default: stable_audio and stable_audio_tools 7.0 (the paper's), "
+                                     "stable_audio3 its pipeline's (1.0, off: the distilled model has CFG built in)",
+                                     ge=0.0)
     negative_prompt: Optional[str] = opt(None, "negative prompt for CFG")
     batch_size: int = opt(8, "captions per generation call", ge=1)
     crop_latents: bool = opt(False, "stable_audio: denoise only the latent frames a clip needs instead of "
@@ -276,10 +281,13 @@ class AugmentConfig:
     data: Optional[str] = opt(None, "prepared dataset folder (jobs/prepare.py output); null = prepare the "
                               "embedded default into OUT/__prepared__", path="dir")
     k: int = opt(2, "augmentation factor: generated captions per gold clip (paper: 1-5)", ge=1, le=50)
-    threshold: float = opt(0.1, "CLAP acceptance threshold p on models.clap.score of the CLAP that scores: "
-                           "the one fine-tuned on D_small with models.clap.finetune=last (the default), whose "
-                           "scores on on-label clips run higher than the base model's (paper: 0.85 with "
-                           "sigmoid scores; calibrate with jobs/sweep.py)", ge=-1.0, le=1.0)
+    threshold: Union[float, str] = opt(0.1, "CLAP acceptance threshold p on models.clap.score of the CLAP that "
+                                       "scores: the one fine-tuned on D_small with models.clap.finetune=last (the "
+                                       "default), whose scores on on-label clips run higher than the base model's "
+                                       "(paper: 0.85 with sigmoid scores), or auto: calibrated on D_small's gold "
+                                       "clips scored against their own and the other labels' texts (p = min(95th "
+                                       "percentile off-label, 10th percentile on-label); OUT/clap_threshold.json, "
+                                       "the card); compare p with jobs/sweep.py", ge=-1.0, le=1.0)
     rounds: int = opt(1, "self-reflection rounds i for rejected clips (0 = no reflection)", ge=0, le=10)
     captions: str = opt("mixcap", "mixcap (LLM captions from the label's events and scenes: Synthio), llm "
                         "(LLM captions from the label only: '+LLM Caps' / 'w/o MixCap'), template (\"Sound of "
@@ -301,6 +309,9 @@ class AugmentConfig:
     retries: int = opt(2, "retries of a failing model batch before its rows are recorded as failed", ge=0)
 
     def check(self, key: str) -> list[str]:
+        t = self.threshold
+        if isinstance(t, bool) or not (t == "auto" or isinstance(t, (int, float))):
+            return [f"{key}.threshold: expected a number in [-1, 1] or auto, got {t!r}"]
         if "{label}" not in self.template:
             return [f"{key}.template: must contain {{label}}, got {self.template!r}"]
         return []
@@ -587,6 +598,8 @@ def _type_name(tp: Any) -> str:
         name = f"list of {_type_name(typing.get_args(tp)[0])}"
     elif origin is dict:
         name = "mapping"
+    elif origin in (Union, types.UnionType):
+        name = " or ".join(_type_name(a) for a in typing.get_args(tp))
     else:
         name = {int: "integer", float: "number", str: "string", bool: "boolean"}.get(tp, str(tp))
     return f"{name} or null" if optional else name

@@ -119,6 +119,11 @@ def test_output_contract(ray_local, prepared, tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "## Acceptance per round" in card and "clap_scores.png" in card
     assert (tmp_path / "clap_scores.png").is_file() and (tmp_path / "plan" / "gold.parquet").is_file()
+    # a numeric threshold is used as given: no calibration, each clip records it; the sampling settings used too
+    assert not (tmp_path / "clap_threshold.json").exists() and "augment.threshold=auto" not in card
+    assert (m["clap_threshold"] == cfg.augment.threshold).all() and f"threshold p = {cfg.augment.threshold:.4g}" in card
+    assert (m["t2a_steps"] == cfg.models.t2a.steps).all() and (m["t2a_cfg_scale"] == cfg.models.t2a.cfg_scale).all()
+    assert f"(steps {cfg.models.t2a.steps}, CFG {cfg.models.t2a.cfg_scale:g})" in card
 
 
 def test_clap_is_fine_tuned_once_on_the_gold_clips_and_scores_the_clips(ray_local, prepared, tmp_path):
@@ -147,6 +152,40 @@ def test_clap_is_fine_tuned_once_on_the_gold_clips_and_scores_the_clips(ray_loca
     stamp = (folder / "metrics.json").stat().st_mtime_ns
     run_augment(cfg, tmp_path)
     assert (folder / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_threshold_auto_is_calibrated_on_the_gold_clips_and_recorded(ray_local, prepared, tmp_path):
+    from synthio_ray.data.manifest import load_prepared
+    from synthio_ray.models.clap import load_clap
+    from synthio_ray.pipeline.threshold import calibrate, resolve_threshold
+
+    cfg = cfg_for(prepared, "augment.threshold=auto", "augment.rounds=0", "augment.k=1")
+    run_augment(cfg, tmp_path)
+    write_card(cfg, tmp_path)
+    ds = load_prepared(prepared)
+    c = cfg.models.clap
+    want = calibrate(load_clap(c), ds.split("train"), c.text_template, c.score)   # computed here, on its own
+    rec = json.loads((tmp_path / "clap_threshold.json").read_text())
+    assert rec["split"] == "train" and rec["on"]["n"] == 8 and rec["p"] == pytest.approx(want["p"], abs=1e-6)
+    assert rec["off"]["quantiles"] == pytest.approx(want["off"]["quantiles"], abs=1e-6)
+    m = pd.read_parquet(tmp_path / "manifest.parquet")
+    scored = m[m["clap_score"].notna()]
+    assert len(scored) and (scored["clap_threshold"] == rec["p"]).all()        # every clip was judged with p
+    r0 = scored[scored["round"] == 0]
+    assert list(r0["status"] == "accepted") == list(r0["clap_score"] >= rec["p"])
+    report = json.loads((tmp_path / "report.json").read_text())["clap_threshold"]
+    assert report["auto"] and report["p"] == rec["p"] and report["calibration"]["on"] == rec["on"]
+    card = (tmp_path / "README.md").read_text()
+    assert "## CLAP threshold (augment.threshold=auto)" in card and f"p = {rec['p']:.4g}" in card
+    assert f"| on-label | 8 | {rec['on']['mean']:.4g} |" in card and f"| off-label | {rec['off']['n']} |" in card
+    assert (tmp_path / "clap_threshold.png").is_file()
+    stamp = (tmp_path / "clap_threshold.json").stat().st_mtime_ns   # a re-run reuses the calibration
+    assert resolve_threshold(cfg, ds, tmp_path, log=lambda s: None)[0] == rec["p"]
+    assert (tmp_path / "clap_threshold.json").stat().st_mtime_ns == stamp
+    # a CLAP fine-tuned on the training clips, and no validation clips to score instead: said so
+    (tmp_path / "ft").mkdir()
+    _, ft = resolve_threshold(cfg, ds, tmp_path / "ft", fine_tuned=True, log=lambda s: None)
+    assert ft["split"] == "train" and not len(ds.split("val")) and "fine-tuned on these training clips" in ft["note"]
 
 
 def test_reflection_rounds_threshold_nothing_passes(ray_local, prepared, tmp_path):

@@ -11,6 +11,7 @@ import torch
 from synthio_ray.config import ClapConfig
 from synthio_ray.models.clap import load_clap
 from synthio_ray.models.clap_finetune import finetune_clap_projection
+from synthio_ray.models.base import AudioTextModel
 from synthio_ray.models.clap_hf import HFClap
 
 from conftest import tone
@@ -244,3 +245,93 @@ def test_laion_backend_with_a_real_checkpoint():
     np.testing.assert_array_equal(a, model.embed_audio(waves, 16000))
     sig = model.score(waves, 16000, ["Sound of a beep", "Sound of a hum"], form="sigmoid")
     assert np.all((sig > 0) & (sig < 1)) and model.sample_rate == 48000
+
+
+# ------------------------------------------------------------------------------- one CLAP input path
+
+class RecordingClap(AudioTextModel):
+    """The real zoo CLAP, keeping every batch of audio embeddings it returned (to compare callers)."""
+
+    def __init__(self, clap: HFClap):
+        self.clap, self.model_id, self.sample_rate, self.calls = clap, clap.model_id, clap.sample_rate, []
+
+    def embed_audio(self, waves, sample_rate):
+        self.calls.append(self.clap.embed_audio(waves, sample_rate))
+        return self.calls[-1]
+
+    def embed_text(self, texts):
+        return self.clap.embed_text(texts)
+
+    @property
+    def logit_scale(self):
+        return self.clap.logit_scale
+
+
+def test_filter_zero_shot_and_retrieval_give_a_clip_the_same_embedding(clap, tmp_path):
+    """A short stereo 44.1 kHz clip (as the T2A writes them) and a long mono one: the CLAP filter, the
+    zero-shot row and retrieval each embed them through the one input path, so identically; and that is
+    not what a clip zero-padded to 10 s gives."""
+    import pandas as pd
+
+    from synthio_ray.augment.retrieval import retrieve
+    from synthio_ray.config import load_config
+    from synthio_ray.data.audio import write_audio
+    from synthio_ray.evaluate.zeroshot import zero_shot_clap
+    from synthio_ray.pipeline.stages import Scorer
+
+    short = write_audio(tmp_path / "short.flac", tone(3.0, 44100, 330, channels=2), 44100)
+    long = write_audio(tmp_path / "long.wav", noise(12.0, 16000, seed=5), 16000)
+    frame = pd.DataFrame({"id": ["s", "l"], "path": [str(short), str(long)], "labels": [["hum"], ["static"]]})
+    rec = RecordingClap(clap)
+
+    rows = pd.DataFrame({"path": ["short.flac", "long.wav"], "status": ["generated"] * 2, "error": [None] * 2,
+                         "labels": [["hum"], ["static"]]})
+    Scorer(load_config(None, ["augment.threshold=0.0"]), tmp_path, model=rec)(rows)
+    filtered = rec.calls[-1]
+    zero_shot_clap(rec, frame, ["hum", "static"], "Sound of a {label}")
+    zero_shot = rec.calls[-1]
+    retrieve(rec, frame, frame[["id", "path"]], n=1)
+    gold, pool = rec.calls[-2:]
+    assert filtered.shape == (2, clap.embed_dim)
+    for other in (zero_shot, gold, pool):
+        np.testing.assert_allclose(other, filtered, atol=1e-6)
+
+    from synthio_ray.data.audio import fit_length, load_audio
+
+    padded = fit_length(load_audio(short, clap.sample_rate)[0], 10 * clap.sample_rate)
+    assert not np.allclose(clap.embed_audio([padded], clap.sample_rate)[0], filtered[0], atol=1e-3)
+
+
+def test_short_clips_are_filled_as_the_checkpoint_processor_says(clap, zoo, tmp_path):
+    """zoo:clap's processor says repeatpad (as LAION's): a 3 s clip is seen as 3 copies then zeros. A
+    checkpoint whose processor says pad gets zeros: the setting is read from the checkpoint."""
+    import shutil
+
+    x = tone(3.0, 48000, 330)
+    zeros = np.pad(x, (0, 10 * 48000 - len(x)))
+    assert (clap.truncation, clap.padding) == ("rand_trunc", "repeatpad")
+    e = clap.embed_audio([x], 48000)
+    np.testing.assert_allclose(e, clap.embed_audio([np.tile(x, 3)], 48000), atol=1e-5)
+    assert not np.allclose(e, clap.embed_audio([zeros], 48000), atol=1e-3)
+
+    from transformers import ClapProcessor
+
+    folder = shutil.copytree(zoo("clap"), tmp_path / "clap-pad")
+    processor = ClapProcessor.from_pretrained(folder)
+    processor.feature_extractor.padding = "pad"
+    processor.save_pretrained(folder)
+    padded = HFClap(str(folder), device="cpu")
+    assert padded.padding == "pad"
+    np.testing.assert_allclose(padded.embed_audio([x], 48000), padded.embed_audio([zeros], 48000), atol=1e-5)
+
+
+def test_processor_truncation_is_fitted_to_the_model():
+    from types import SimpleNamespace
+
+    from synthio_ray.models.clap_hf import processor_windowing
+
+    fe = SimpleNamespace(truncation="fusion", padding="repeatpad")   # the extractor's class defaults
+    assert processor_windowing(fe, fused=False) == ("rand_trunc", "repeatpad")
+    assert processor_windowing(fe, fused=True) == ("fusion", "repeatpad")
+    assert processor_windowing(SimpleNamespace(truncation="rand_trunc", padding="repeat"), False) == \
+        ("rand_trunc", "repeat")

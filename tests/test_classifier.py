@@ -138,7 +138,7 @@ def test_retrieval_adds_clap_nearest_pool_clips_with_gold_labels(tmp_path):
     gold = pd.DataFrame({"id": ["g_low", "g_high"], "path": [clip("g_low", 300), clip("g_high", 5000)],
                          "labels": [["low"], ["high"]]})
     pool = pd.DataFrame({"id": list("abcd"), "path": [clip("a", 5200), clip("b", 320), clip("c", 2600), clip("d", 280)]})
-    rows = retrieve(ToneClap(), gold, pool, n=2, seconds=None)
+    rows = retrieve(ToneClap(), gold, pool, n=2)
     low = rows[rows["source_id"] == "g_low"]
     assert sorted(Path(p).stem for p in low["path"]) == ["b", "d"] and all(x == ["low"] for x in low["labels"])
     high = rows[rows["source_id"] == "g_high"]

@@ -252,3 +252,44 @@ def test_stable_audio_tools_backend_takes_the_configured_dtype(tmp_path, monkeyp
     assert (t2a.sample_rate, round(t2a.max_seconds, 2)) == (44100, 47.55)
     auto = load_t2a(T2AConfig(backend="stable_audio_tools", path="someone/sao-tools", device="cpu"))
     assert auto.model.weight.dtype == torch.float32                                    # auto on CPU: fp32
+# ------------------------------------------------------------------- per-backend sampling defaults
+
+def test_null_steps_and_cfg_are_each_backends_own_defaults(zoo, sa3):
+    """Switching only the backend must not carry Stable Audio Open's 100 steps and CFG 7 over to Stable
+    Audio 3: null means the backend's own, resolved and the same from the config files alone."""
+    from synthio_ray.models.t2a import t2a_settings
+
+    sao_cfg, sa3_cfg = T2AConfig(path="zoo:t2a"), T2AConfig(backend="stable_audio3", path="zoo:t2a3")
+    assert (sao_cfg.steps, sao_cfg.cfg_scale) == (None, None)
+    sao_model = load_t2a(sao_cfg)
+    assert (sao_model.steps, sao_model.cfg_scale) == (100, 7.0)                     # the paper's
+    sa3_model = load_t2a(sa3_cfg)
+    assert sa3_model.pipe.scheduler.config.stochastic_sampling                     # the distilled sampler
+    assert (sa3_model.steps, sa3_model.cfg_scale) == (8, 1.0)                       # its pipeline's, CFG off
+    assert t2a_settings(sao_cfg) == {"steps": 100, "cfg_scale": 7.0}
+    assert t2a_settings(sa3_cfg) == {"steps": 8, "cfg_scale": 1.0}
+    explicit = T2AConfig(backend="stable_audio3", path="zoo:t2a3", steps=4, cfg_scale=1.0)
+    assert (sa3.steps, sa3.cfg_scale) == (4, 1.0) and t2a_settings(explicit) == {"steps": 4, "cfg_scale": 1.0}
+    assert t2a_settings(T2AConfig(path="zoo:t2a", steps=6, cfg_scale=3.0)) == {"steps": 6, "cfg_scale": 3.0}
+
+    # what the installed diffusers pipeline does when given neither: the same audio, the same step count
+    ours = sa3_model.generate([CAPS[0]], [1.0], [5])[0]
+    steps_ours = sa3_model.pipe.num_timesteps
+    with torch.no_grad():
+        theirs = sa3_model.pipe([CAPS[0]], duration=1.0, generator=[torch.Generator("cpu").manual_seed(5)],
+                                output_type="pt").audios[0].float().numpy()
+    assert steps_ours == sa3_model.pipe.num_timesteps == 8
+    np.testing.assert_allclose(ours, theirs[:, :ours.shape[1]], atol=1e-5)
+
+
+def test_synthesizer_records_the_sampling_settings_used(sa3, tmp_path):
+    import pandas as pd
+
+    from synthio_ray.config import load_config
+    from synthio_ray.pipeline.stages import Synthesizer
+
+    cfg = load_config(None, ["models.t2a.backend=stable_audio3", "models.t2a.path=zoo:t2a3"])
+    rows = pd.DataFrame({"id": ["lab-x1"], "caption": [CAPS[1]], "seconds": [0.5], "seed": [3]})
+    out = Synthesizer(cfg, tmp_path, model=sa3)(rows)
+    assert out["status"][0] == "generated"
+    assert (out["t2a_steps"][0], out["t2a_cfg_scale"][0]) == (4, 1.0)

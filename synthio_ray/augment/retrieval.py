@@ -8,7 +8,7 @@ most similar one), and a gold clip that lost a contested clip takes its next nea
 that, a clip near several gold clips of different labels would enter training once per label, and the
 labels would contradict each other. ``retrieve(clap, gold, pool, n)`` embeds the files of two frames
 (``path`` column; ``gold`` also ``labels``) and returns the rows to add: ``path, labels, source_id,
-similarity``.
+similarity``. Files reach CLAP whole, through the filter's own path (``synthio_ray.models.clap.embed_files``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synthio_ray.data.audio import load_audio
 
 __all__ = ["nearest", "assign", "retrieve", "pool_frame"]
 
@@ -56,11 +55,6 @@ def assign(gold_emb: np.ndarray, pool_emb: np.ndarray, n: int) -> list[list[int]
     return out
 
 
-def _embed(clap, paths: list[str], seconds: float | None) -> np.ndarray:
-    waves = [load_audio(p, clap.sample_rate, seconds=seconds)[0] for p in paths]
-    return clap.embed_audio(waves, clap.sample_rate)
-
-
 def pool_frame(source: str | Path | None, prepared_root: Path | None = None) -> pd.DataFrame:
     """The unlabelled pool as a frame with a ``path`` column: a folder of audio files (recursive), a
     prepared dataset folder (its ``pool.parquet``), or, with ``source`` None, the pool split of
@@ -81,12 +75,14 @@ def pool_frame(source: str | Path | None, prepared_root: Path | None = None) -> 
     return pd.DataFrame({"id": [Path(f).stem for f in files], "path": files})
 
 
-def retrieve(clap, gold: pd.DataFrame, pool: pd.DataFrame, n: int, seconds: float | None = 10.0) -> pd.DataFrame:
+def retrieve(clap, gold: pd.DataFrame, pool: pd.DataFrame, n: int) -> pd.DataFrame:
+    from synthio_ray.models.clap import embed_files
+
     cols = ["path", "labels", "source_id", "similarity"]
     if n < 1 or len(pool) == 0 or len(gold) == 0:
         return pd.DataFrame(columns=cols)
-    g = _embed(clap, list(gold["path"]), seconds)
-    p = _embed(clap, list(pool["path"]), seconds)
+    g = embed_files(clap, list(gold["path"]))
+    p = embed_files(clap, list(pool["path"]))
     idx = assign(g, p, n)
     sims = g @ p.T
     rows = []

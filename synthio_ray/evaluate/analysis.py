@@ -27,8 +27,9 @@ __all__ = ["analyze_synthetic", "plot_features"]
 
 
 def _embed(clap, paths: list[str]) -> np.ndarray:
-    waves = [load_audio(p, clap.sample_rate, seconds=None)[0][: clap.sample_rate * 10] for p in paths]
-    return clap.embed_audio(waves, clap.sample_rate) if waves else np.zeros((0, clap.embed_dim))
+    from synthio_ray.models.clap import embed_files   # the filter's own input path
+
+    return embed_files(clap, paths) if len(paths) else np.zeros((0, clap.embed_dim))
 
 
 def plot_features(table: pd.DataFrame, path: str | Path) -> Path:

@@ -2,7 +2,8 @@
 
 Each clip's CLAP audio embedding is compared with the text embedding of ``template.format(label=...)``
 for every label; probabilities are ``softmax(logit_scale * cosine)`` over labels (single-label sets) or
-``sigmoid(logit_scale * cosine)`` per label (multi-label sets). No training data is used."""
+``sigmoid(logit_scale * cosine)`` per label (multi-label sets). No training data is used. Clips reach CLAP
+whole, through the same path as the filter's (``synthio_ray.models.clap.clap_input``)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,7 +11,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from synthio_ray.data.audio import load_audio
 from synthio_ray.data.labels import display_label
 from synthio_ray.evaluate.metrics import classification_metrics
 
@@ -30,12 +30,13 @@ def zero_shot_probs(clap, waves: list[np.ndarray], sample_rate: int, labels: Seq
     return e / e.sum(axis=1, keepdims=True)
 
 
-def zero_shot_clap(clap, frame: pd.DataFrame, labels: Sequence[str], template: str, multilabel: bool = False,
-                   seconds: float | None = 10.0) -> dict:
+def zero_shot_clap(clap, frame: pd.DataFrame, labels: Sequence[str], template: str,
+                   multilabel: bool = False) -> dict:
     """Metrics of zero-shot CLAP on a split (``path``, ``labels`` columns)."""
+    from synthio_ray.models.clap import clap_input
     from synthio_ray.train.classifier_data import targets
 
-    waves = [load_audio(p, clap.sample_rate, seconds=seconds)[0] for p in frame["path"]]
+    waves = [clap_input(clap, p) for p in frame["path"]]
     probs = zero_shot_probs(clap, waves, clap.sample_rate, labels, template, multilabel)
     y = targets([list(x) for x in frame["labels"]], labels).numpy()
     out = classification_metrics(probs, y, labels, multilabel)

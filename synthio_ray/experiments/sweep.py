@@ -4,8 +4,9 @@
 threshold (``OUT/synthetic``, resumable; or ``sweep.synthetic`` names an existing output made that way).
 Every (k, p) trial then selects its clips from that manifest with ``select_synthetic`` (the first k
 captions of each gold clip; per caption chain the first round scoring >= p), so synthesis is paid once,
-not once per trial. ``sweep.thresholds`` null -> p_max = augment.threshold, plus the 25th and 50th
-percentiles of the round-0 scores below it (the clips p_max rejected at first).
+not once per trial. ``sweep.thresholds`` null -> p_max = augment.threshold (with ``auto``: the p the
+generation calibrated, ``synthio_ray.pipeline.threshold``), plus the 25th and 50th percentiles of the
+round-0 scores below it (the clips p_max rejected at first). Numeric ``sweep.thresholds`` are used as given.
 
 Trials (``trials.py``): one Tune function trainable per (k, p), metric = the validation accuracy (mAP for
 multi-label sets) of the selected epoch. Features of every clip are computed once, before the trials
@@ -26,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from synthio_ray.config import Config, build_config, config_to_dict, save_config
+from synthio_ray.pipeline.threshold import applied_threshold
 
-__all__ = ["run_sweep", "SweepReport", "default_thresholds", "generation_note"]
+__all__ = ["run_sweep", "SweepReport", "default_thresholds", "sweep_thresholds", "generation_note"]
 
 
 @dataclass
@@ -49,6 +51,20 @@ def default_thresholds(manifest: pd.DataFrame, p_max: float) -> list[float]:
     return sorted(ps)
 
 
+def sweep_thresholds(thresholds: list[float] | None, p_gen: float | str, folder: Path,
+                     manifest: pd.DataFrame) -> list[float]:
+    """The p values the trials try: ``sweep.thresholds`` as given (numbers), else p_max and
+    :func:`default_thresholds` below it, where p_max is ``p_gen`` (augment.threshold) or, for ``auto``, the p
+    the generation in ``folder`` calibrated and judged its clips with."""
+    if thresholds:
+        return sorted(set(float(p) for p in thresholds))
+    p_max = applied_threshold(folder) if p_gen == "auto" else float(p_gen)
+    if p_max is None:
+        raise ValueError(f"{folder}: no CLAP threshold recorded (clap_threshold.json, config.yaml, the manifest's "
+                         f"clap_threshold); give sweep.thresholds")
+    return default_thresholds(manifest, p_max)
+
+
 def generation_note(manifest: pd.DataFrame, ks: list[int], ps: list[float], selected: dict) -> str:
     """How many clips the one generation made, against generating each trial's set on its own."""
     generated = int((manifest["status"] != "failed").sum())
@@ -61,7 +77,8 @@ def generation_note(manifest: pd.DataFrame, ks: list[int], ps: list[float], sele
             f"synthesised about {per_trial} clips, {per_trial / max(1, generated):.1f}x as many.")
 
 
-def _generate(cfg: Config, out: Path, data_dir: Path, k_max: int, p_max: float, log: Callable) -> Path:
+def _generate(cfg: Config, out: Path, data_dir: Path, k_max: int, p_max: float | str, log: Callable) -> Path:
+    """The one augmentation output every trial selects from; ``p_max`` a number or ``auto``."""
     s = cfg.sweep
     if s.synthetic:
         folder = Path(s.synthetic)
@@ -69,9 +86,9 @@ def _generate(cfg: Config, out: Path, data_dir: Path, k_max: int, p_max: float, 
         if saved.is_file():
             from synthio_ray.config import load_config
 
-            prev = load_config(saved).augment
-            if prev.k < k_max or prev.threshold < p_max:
-                log(f"[sweep] warning: {folder} was made with k={prev.k}, p={prev.threshold}; the sweep asks for "
+            prev, prev_p = load_config(saved).augment, applied_threshold(folder)
+            if prev.k < k_max or (p_max != "auto" and prev_p is not None and prev_p < p_max):
+                log(f"[sweep] warning: {folder} was made with k={prev.k}, p={prev_p}; the sweep asks for "
                     f"k up to {k_max} and p up to {p_max}: larger k select fewer captions than asked, and chains "
                     f"accepted below p were never reflected")
         return folder
@@ -84,7 +101,8 @@ def _generate(cfg: Config, out: Path, data_dir: Path, k_max: int, p_max: float, 
     gen_cfg = build_config(tree)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(gen_cfg, folder / "config.yaml")
-    log(f"[sweep] generating once: k={k_max}, p={p_max:.4g}, {gen_cfg.augment.rounds} reflection round(s) -> {folder}")
+    shown = p_max if p_max == "auto" else f"{p_max:.4g}"
+    log(f"[sweep] generating once: k={k_max}, p={shown}, {gen_cfg.augment.rounds} reflection round(s) -> {folder}")
     report = run_augment(gen_cfg, folder)
     write_card(gen_cfg, folder)
     log("[sweep] " + report.summary().replace("\n", "\n[sweep] "))
@@ -108,11 +126,11 @@ def run_sweep(cfg: Config, out: str | Path, log: Callable[[str], None] = print) 
 
     check_prepared(data_dir)
     ks = sorted(set(s.ks))
-    p_max = max(s.thresholds) if s.thresholds else cfg.augment.threshold
+    p_gen = max(s.thresholds) if s.thresholds else cfg.augment.threshold
     ensure_ray(cfg)
-    syn_dir = _generate(cfg, out, data_dir, max(ks), p_max, log)
+    syn_dir = _generate(cfg, out, data_dir, max(ks), p_gen, log)
     manifest = load_synthetic(syn_dir)
-    ps = sorted(set(s.thresholds)) if s.thresholds else default_thresholds(manifest, p_max)
+    ps = sweep_thresholds(s.thresholds, p_gen, syn_dir, manifest)
     cache = out / "features"
     ok = manifest[(manifest["status"] != "failed") & manifest["path"].notna()]
     computed = prefetch_features(cfg, data_dir, list(ok["path"]), cache)

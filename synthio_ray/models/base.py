@@ -65,11 +65,14 @@ def resolve_dtype(dtype: str, device: str):
 
 
 class TextToAudio(ABC):
-    """Captions in, waveforms out."""
+    """Captions in, waveforms out. ``steps`` / ``cfg_scale``: what ``generate`` uses when not given, resolved
+    (a configured null becomes the backend's own default), so callers can record the values used."""
 
     model_id: str
     sample_rate: int
     max_seconds: float
+    steps: int
+    cfg_scale: float
 
     @abstractmethod
     def generate(self, captions: list[str], seconds: list[float], seeds: list[int], *,

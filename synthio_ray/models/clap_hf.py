@@ -8,7 +8,14 @@ Audio in: float numpy waves, ``(frames,)`` or 2-D with a channel axis (``(channe
 are resampled to the model's rate (48 kHz for LAION-CLAP). Embeddings out: float32 ``(B, D)``,
 L2-normalised.
 
-Reproducibility: the feature extractor crops clips longer than its window (10 s) at a *random* offset
+Windowing follows the checkpoint's own ``ClapFeatureExtractor`` (its ``preprocessor_config.json``): clips
+shorter than the window (10 s) are filled by its ``padding`` (``repeatpad`` for the LAION checkpoints: the
+clip repeated, then zeros, as CLAP was trained), longer ones cut by its ``truncation`` (``rand_trunc`` for
+unfused, ``fusion`` for fused checkpoints; a processor whose truncation does not fit the model's
+``enable_fusion`` gets the one that does). So callers hand over whole clips, never padded or trimmed
+(``synthio_ray.models.clap.clap_input``).
+
+Reproducibility: the feature extractor crops clips longer than its window at a *random* offset
 (``rand_trunc``) and, for fused checkpoints, picks random chunks with the global numpy RNG. Here unfused
 models get a crop whose offset comes from ``crop_seed`` only (no global RNG involved), and fused models
 are featurised one clip at a time under a fixed numpy seed (the global RNG state is restored after).
@@ -27,7 +34,7 @@ from synthio_ray.data.audio import resample
 from synthio_ray.models.base import AudioTextModel, pick_device, resolve_dtype
 from synthio_ray.models.paths import quiet_hub_progress
 
-__all__ = ["HFClap", "as_mono"]
+__all__ = ["HFClap", "as_mono", "processor_windowing"]
 
 _NUMPY_RNG_LOCK = threading.Lock()
 
@@ -42,6 +49,17 @@ def as_mono(wave: np.ndarray) -> np.ndarray:
         raise ValueError(f"audio must be (frames,) or 2-D with a channel axis, got shape {x.shape}")
     axis = 0 if x.shape[0] <= x.shape[1] else 1
     return x.mean(axis=axis, dtype=np.float32)
+
+
+def processor_windowing(feature_extractor, fused: bool) -> tuple[str, str]:
+    """(truncation, padding) as the checkpoint's feature extractor sets them. The truncation must fit the
+    model: ``fusion`` (4-channel input) only for a fused model, so an unfused model whose processor says
+    ``fusion`` (the extractor's class default) gets ``rand_trunc``, and a fused one ``fusion``."""
+    truncation = getattr(feature_extractor, "truncation", None) or ("fusion" if fused else "rand_trunc")
+    if (truncation == "fusion") != fused:
+        truncation = "fusion" if fused else "rand_trunc"
+    padding = getattr(feature_extractor, "padding", None) or "repeatpad"
+    return truncation, padding
 
 
 class HFClap(AudioTextModel):
@@ -69,9 +87,7 @@ class HFClap(AudioTextModel):
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.max_samples = int(self.feature_extractor.nb_max_samples)
         self.fused = bool(getattr(self.model.config.audio_config, "enable_fusion", False))
-        # Unfused checkpoints were trained on random 10 s crops; fused ones on the 4-channel fusion input.
-        self.truncation = "fusion" if self.fused else "rand_trunc"
-        self.padding = self.feature_extractor.padding or "repeatpad"
+        self.truncation, self.padding = processor_windowing(self.feature_extractor, self.fused)
 
     # ---------------------------------------------------------------------------------------------------
     # audio

@@ -11,7 +11,9 @@ the hub id ``roberta-base`` at construction, so that must be in the local hub ca
 Audio in: float numpy waves, ``(frames,)`` or 2-D with a channel axis, any rate (resampled to the
 model's 48 kHz). Embeddings out: float32 ``(B, D)``, L2-normalised. Like the HF backend, clips longer
 than the 10 s window are cropped at an offset fixed by ``crop_seed`` (unfused), and fused models run
-under a fixed numpy seed, so results are reproducible.
+under a fixed numpy seed, so results are reproducible. Short clips are repeat-padded to the window by
+``laion_clap`` itself (``get_audio_embedding_from_data`` fills with ``repeatpad``), so callers hand over
+whole clips (``synthio_ray.models.clap.clap_input``), never zero-padded ones.
 """
 from __future__ import annotations
 

@@ -30,7 +30,9 @@ from synthio_ray.models.base import RowErrors, TextToAudio, is_out_of_memory, pi
 from synthio_ray.models.paths import quiet_hub_progress
 from synthio_ray.models.t2a_adapter import is_adapter_folder, load_adapted_transformer
 
-__all__ = ["StableAudioT2A"]
+__all__ = ["StableAudioT2A", "DEFAULT_STEPS", "DEFAULT_CFG_SCALE"]
+
+DEFAULT_STEPS, DEFAULT_CFG_SCALE = 100, 7.0   # the paper's sampling for Stable Audio Open (null in the config)
 
 log = logging.getLogger("synthio_ray")
 
@@ -43,12 +45,13 @@ class StableAudioT2A(TextToAudio):
 
     ``crop_latents``: denoise only as many latent frames as the clip needs instead of the model's
     full window (Stable Audio Open: 47.5 s). Much faster for short clips; off by default because
-    the released model was trained on full windows padded with silence. ``decode_batch`` /
-    ``decode_margin``: clips per VAE decode call, latent frames decoded past a clip's end.
+    the released model was trained on full windows padded with silence. ``steps`` / ``cfg_scale`` None:
+    100 steps, CFG 7.0 (the paper's). ``decode_batch`` / ``decode_margin``: clips per VAE decode call,
+    latent frames decoded past a clip's end.
     """
 
-    def __init__(self, path: str, device: str = "auto", dtype: str = "auto", steps: int = 100,
-                 cfg_scale: float = 7.0, negative_prompt: str | None = None, crop_latents: bool = False,
+    def __init__(self, path: str, device: str = "auto", dtype: str = "auto", steps: int | None = None,
+                 cfg_scale: float | None = None, negative_prompt: str | None = None, crop_latents: bool = False,
                  decode_batch: int = 4, decode_margin: int = 16, pipeline: Any = None):
         from diffusers import StableAudioPipeline
 
@@ -62,7 +65,9 @@ class StableAudioT2A(TextToAudio):
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.model_id = str(path)
-        self.steps, self.cfg_scale, self.negative_prompt = steps, cfg_scale, negative_prompt
+        self.steps = DEFAULT_STEPS if steps is None else int(steps)
+        self.cfg_scale = DEFAULT_CFG_SCALE if cfg_scale is None else float(cfg_scale)
+        self.negative_prompt = negative_prompt
         self.crop_latents = crop_latents
         self.decode_batch, self.decode_margin = max(1, int(decode_batch)), max(0, int(decode_margin))
         vae = self.pipe.vae

@@ -8,6 +8,7 @@ audio does not depend on its batch mates.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -17,18 +18,29 @@ import torch
 from synthio_ray.models.base import TextToAudio, pick_device, resolve_dtype
 from synthio_ray.models.paths import quiet_hub_progress
 
-__all__ = ["StableAudio3T2A"]
+__all__ = ["StableAudio3T2A", "pipeline_defaults"]
+
+
+def pipeline_defaults(scheduler_config: dict) -> tuple[int, float]:
+    """(steps, cfg_scale) ``StableAudio3Pipeline.__call__`` uses when given none, for a checkpoint's scheduler
+    config: steps as the installed diffusers picks them for ``num_inference_steps=None`` (8 with the distilled
+    checkpoint's ``stochastic_sampling`` scheduler, 100 without), guidance from its signature (1.0 = off)."""
+    from diffusers import StableAudio3Pipeline
+
+    guidance = inspect.signature(StableAudio3Pipeline.__call__).parameters["guidance_scale"].default
+    return (8 if scheduler_config.get("stochastic_sampling") else 100), float(guidance)
 
 
 class StableAudio3T2A(TextToAudio):
     """Batched generation with a diffusers ``StableAudio3Pipeline`` checkpoint.
 
-    ``steps`` None = the pipeline's default (8 for the distilled sampler); ``cfg_scale`` 1.0 = off
-    (CFG is baked into the distilled weights; use > 1 only with the non-distilled base model).
+    ``steps`` / ``cfg_scale`` None = the pipeline's own defaults (:func:`pipeline_defaults`: 8 steps for the
+    distilled sampler, CFG 1.0 = off, as CFG is baked into the distilled weights; use > 1 only with the
+    non-distilled base model), never Stable Audio Open's 100 steps and CFG 7.
     """
 
-    def __init__(self, path: str, device: str = "auto", dtype: str = "auto", steps: int | None = 8,
-                 cfg_scale: float = 1.0, negative_prompt: str | None = None, pipeline: Any = None):
+    def __init__(self, path: str, device: str = "auto", dtype: str = "auto", steps: int | None = None,
+                 cfg_scale: float | None = None, negative_prompt: str | None = None, pipeline: Any = None):
         from diffusers import StableAudio3Pipeline
 
         quiet_hub_progress()
@@ -38,7 +50,10 @@ class StableAudio3T2A(TextToAudio):
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.model_id = str(path)
-        self.steps, self.cfg_scale, self.negative_prompt = steps, cfg_scale, negative_prompt
+        own_steps, own_cfg = pipeline_defaults(dict(self.pipe.scheduler.config))
+        self.steps = own_steps if steps is None else int(steps)
+        self.cfg_scale = own_cfg if cfg_scale is None else float(cfg_scale)
+        self.negative_prompt = negative_prompt
         self.sample_rate = int(self.pipe.vae.config.sampling_rate)
         self.max_seconds = float(self.pipe.duration_embedder.config.get("max_val", 384.0))
         self.channels = int(getattr(self.pipe.vae.config, "audio_channels", 2))

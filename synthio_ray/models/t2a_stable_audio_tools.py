@@ -19,7 +19,9 @@ import numpy as np
 
 from synthio_ray.models.base import TextToAudio, pick_device, resolve_dtype
 
-__all__ = ["StableAudioToolsT2A", "resolve_checkpoint"]
+__all__ = ["StableAudioToolsT2A", "resolve_checkpoint", "DEFAULT_STEPS", "DEFAULT_CFG_SCALE"]
+
+DEFAULT_STEPS, DEFAULT_CFG_SCALE = 100, 7.0   # the paper's sampling, as the stable_audio backend's
 
 _HINT = ("the stable_audio_tools backend needs the optional package: pip install 'synthio-ray[stable-audio-tools]' "
          "(or convert the checkpoint to the diffusers format and use models.t2a.backend=stable_audio)")
@@ -91,9 +93,10 @@ class StableAudioToolsT2A(TextToAudio):
     ``dtype`` as the diffusers backends: ``auto`` = bf16 (fp16 where bf16 is unsupported) on a GPU, fp32 on
     CPU; the library casts the noise, the conditioning and the latents to the model's dtype (its T5 runs in
     fp16 whatever this says). Sampler defaults follow the authors' public code: dpmpp-3m-sde, sigma 0.03..500.
+    ``steps`` / ``cfg_scale`` None: 100 steps, CFG 7.0 (the paper's, as the stable_audio backend).
     """
 
-    def __init__(self, path: str, device: str = "auto", steps: int = 100, cfg_scale: float = 7.0,
+    def __init__(self, path: str, device: str = "auto", steps: int | None = None, cfg_scale: float | None = None,
                  negative_prompt: str | None = None, sampler_type: str = "dpmpp-3m-sde",
                  sigma_min: float = 0.03, sigma_max: float = 500.0, dtype: str = "auto"):
         try:
@@ -112,7 +115,9 @@ class StableAudioToolsT2A(TextToAudio):
         self.sample_rate = int(self.config["sample_rate"])
         self.sample_size = int(self.config["sample_size"])
         self.max_seconds = self.sample_size / self.sample_rate
-        self.steps, self.cfg_scale, self.negative_prompt = steps, cfg_scale, negative_prompt
+        self.steps = DEFAULT_STEPS if steps is None else int(steps)
+        self.cfg_scale = DEFAULT_CFG_SCALE if cfg_scale is None else float(cfg_scale)
+        self.negative_prompt = negative_prompt
         self.sampler = dict(sampler_type=sampler_type, sigma_min=sigma_min, sigma_max=sigma_max)
 
     def generate(self, captions: list[str], seconds: list[float], seeds: list[int], *,

@@ -9,6 +9,9 @@ Phases (each resumable; see ``store.py``):
    scoring. Each round starts when the previous one is complete, because reflection uses the
    events/scenes of the captions accepted so far.
 4. manifest.parquet, metadata.csv, dataset card.
+
+Before round 0, ``augment.threshold=auto`` is calibrated on the gold clips with the CLAP that scores
+(``threshold.py``; ``OUT/clap_threshold.json``, in ``report.json`` and the card).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from synthio_ray.pipeline.progress import Progress
 from synthio_ray.pipeline.llm_stages import CaptionWriter, ComponentExtractor, Reflector, pool_components
 from synthio_ray.pipeline.stages import GoldCaptioner, Scorer, Synthesizer, label_text
 from synthio_ray.pipeline.store import RunStore
+from synthio_ray.pipeline.threshold import resolve_threshold
 
 __all__ = ["AugmentReport", "run_augment", "gold_rows", "ensure_ray"]
 
@@ -265,6 +269,12 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     store = RunStore(out)
     progress = Progress(cfg.ray.progress)
     ensure_ray(cfg)
+    p, calibration = resolve_threshold(cfg, prepared, out, fine_tuned=clap_dir is not None,
+                                       log=print if cfg.ray.progress != "off" else lambda s: None)
+    if calibration is not None:  # auto: the scoring pool gets the calibrated number
+        tree = config_to_dict(cfg)
+        tree["augment"]["threshold"] = p
+        cfg = build_config(tree)
 
     plan = _plan(cfg, gold, out, chat_model)
     pools = pool_components(plan)
@@ -317,5 +327,7 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
         report.per_round[int(r)] = {str(k): int(v) for k, v in grp["status"].value_counts().items()}
     (out / "report.json").write_text(json.dumps({"rows": report.rows, "accepted": report.accepted,
                                                  "kept_best": report.kept_best,
-                                                 "per_round": report.per_round}, indent=2))
+                                                 "per_round": report.per_round,
+                                                 "clap_threshold": {"p": p, "auto": calibration is not None,
+                                                                    "calibration": calibration}}, indent=2))
     return report

@@ -54,11 +54,74 @@ def _adapted(out: Path) -> str:
             f"(`clap_finetuned/`; zero-shot accuracy on them {m['accuracy_before']:.2f} -> {m['accuracy_after']:.2f})")
 
 
+def _calibration(out: Path) -> dict | None:
+    from synthio_ray.pipeline.threshold import FILE
+
+    f = out / FILE
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def _threshold_section(c: dict, out: Path) -> list[str]:
+    """The card's account of ``augment.threshold=auto``: the rule, p, both distributions and their plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = c["histogram_edges"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, color in (("on", "#55a868"), ("off", "#8172b2")):
+        counts = c[name]["histogram"]
+        ax.stairs([n / max(1, sum(counts)) for n in counts], edges, fill=True, alpha=0.5, color=color,
+                  label=f"{name}-label (n={c[name]['n']})")
+    ax.axvline(c["p"], color="#c44e52", linestyle="--", label=f"p = {c['p']:.4g}")
+    ax.set_xlabel(f"CLAP score ({c['score']})")
+    ax.set_ylabel("share of scores")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "clap_threshold.png", dpi=100)
+    plt.close(fig)
+    qs = list(c["on"]["quantiles"])
+    lines = ["## CLAP threshold (augment.threshold=auto)", "",
+             f"p = {c['p']:.4g}, calibrated on the {c['on']['n']} gold clips of the `{c['split']}` split: each "
+             f"scored against its own label's text (on-label) and against the texts of the labels it does not "
+             f"have (off-label, {c['off']['n']} scores), with `{c['clap_model']}` (score `{c['score']}`, text "
+             f"`{c['text_template']}`). "
+             f"Rule: {c['rule']} (decided by the {c['limited_by']}-label quantile); p accepts "
+             f"{c['accepts']['on']:.0%} of the on-label and {c['accepts']['off']:.0%} of the off-label scores. "
+             "Both distributions (with their histograms) are in `clap_threshold.json`."
+             + (f" The two overlap: at this p the filter also passes {c['accepts']['off']:.0%} of mismatched "
+                "(clip, label) pairs, so it keeps out little; a CLAP that tells these labels apart would."
+                if c["limited_by"] == "on" else "")
+             + (f" Note: {c['note']}." if c.get("note") else ""), "",
+             "| scores | n | mean | " + " | ".join(f"q{q}" for q in qs) + " |",
+             "|---|---|---|" + "---|" * len(qs)]
+    for name in ("on", "off"):
+        d = c[name]
+        lines.append(f"| {name}-label | {d['n']} | {d['mean']:.4g} | "
+                     + " | ".join(f"{d['quantiles'][q]:.4g}" for q in qs) + " |")
+    return lines + ["", "![clap_threshold.png](clap_threshold.png)", ""]
+
+
+def _used(df: pd.DataFrame, col: str, configured) -> str:
+    """The values of a provenance column (what the clips were made with), else the configured one."""
+    vals = sorted(set(df[col].dropna())) if col in df and len(df) else []
+    if not vals:
+        return "backend default" if configured is None else f"{configured:g}"
+    return ", ".join(f"{v:g}" for v in vals)
+
+
 def write_card(cfg: Config, out: str | Path) -> Path:
-    """Write OUT/README.md: counts per label and round, acceptance per round, plots, models, prompts."""
+    """Write OUT/README.md: counts per label and round, acceptance per round, plots, models, prompts, and
+    for ``augment.threshold=auto`` the calibration (p, on-/off-label score distributions)."""
     out = Path(out)
     df = pd.read_parquet(out / "manifest.parquet")
-    plots = _plots(df, out, cfg.augment.threshold) if len(df) else []
+    calib = _calibration(out) if cfg.augment.threshold == "auto" else None
+    if cfg.augment.threshold == "auto" and calib is None:
+        raise FileNotFoundError(f"{out / 'clap_threshold.json'} is missing: run_augment calibrates "
+                                "augment.threshold=auto before the card is written")
+    threshold = float(calib["p"]) if calib else float(cfg.augment.threshold)
+    plots = _plots(df, out, threshold) if len(df) else []
     n_acc = int((df["status"] == "accepted").sum()) if len(df) else 0
     n_kept = int((df["status"] == "kept_best").sum()) if len(df) else 0
     kept = (f" and {n_kept} kept as the best-scoring clip of a caption chain still rejected after the last "
@@ -88,11 +151,16 @@ def write_card(cfg: Config, out: str | Path) -> Path:
             lines.append(f"| {lab} | " + " | ".join(cells) + " |")
         src = df["caption_source"].value_counts()
         lines += ["", "## Caption sources", ""] + [f"- {k}: {int(v)}" for k, v in src.items()]
-    lines += ["", *[f"![{p}]({p})" for p in plots], "", "## Models and prompts", "",
-              f"- text-to-audio: `{cfg.models.t2a.backend}` `{cfg.models.t2a.path}` (steps {cfg.models.t2a.steps}, "
-              f"CFG {cfg.models.t2a.cfg_scale})",
+    lines += ["", *[f"![{name}]({name})" for name in plots], ""]
+    if calib:
+        lines += _threshold_section(calib, out)
+    t = cfg.models.t2a
+    lines += ["## Models and prompts", "",
+              f"- text-to-audio: `{t.backend}` `{t.path}` (steps {_used(df, 't2a_steps', t.steps)}, "
+              f"CFG {_used(df, 't2a_cfg_scale', t.cfg_scale)})",
               f"- CLAP: `{cfg.models.clap.path}`, score `{cfg.models.clap.score}`, threshold p = "
-              f"{cfg.augment.threshold:g}, filter {'on' if cfg.augment.clap_filter else 'off'}{_adapted(out)}",
+              f"{threshold:.4g}{' (auto, see above)' if calib else ''}, filter "
+              f"{'on' if cfg.augment.clap_filter else 'off'}{_adapted(out)}",
               f"- LLM: `{cfg.models.llm.backend}` `{cfg.models.llm.path}` (temperature {cfg.models.llm.temperature}, "
               f"top-p {cfg.models.llm.top_p})",
               f"- captions: `{cfg.augment.captions}`, k = {cfg.augment.k}, reflection rounds = {cfg.augment.rounds}",

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from synthio_ray.config import Config
-from synthio_ray.data.audio import AudioError, load_audio
+from synthio_ray.data.audio import AudioError
 from synthio_ray.data.manifest import PreparedDataset
 
 __all__ = ["adapt_clap", "FOLDER"]
@@ -35,7 +35,7 @@ def adapt_clap(cfg: Config, prepared: PreparedDataset, out: Path, log=print) -> 
     folder = out / FOLDER
     if (folder / "metrics.json").is_file():
         return folder
-    from synthio_ray.models.clap import load_clap
+    from synthio_ray.models.clap import clap_input, load_clap
     from synthio_ray.models.clap_finetune import finetune_clap_projection
 
     model = load_clap(c)
@@ -44,7 +44,7 @@ def adapt_clap(cfg: Config, prepared: PreparedDataset, out: Path, log=print) -> 
         waves, labels = [], []
         for path, labs in zip(prepared.split(split)["path"], prepared.split(split)["labels"]):
             try:
-                waves.append(load_audio(path, sample_rate=model.sample_rate)[0])
+                waves.append(clap_input(model, path))
             except AudioError:
                 continue    # prepare already quarantined unreadable clips; a vanished one is skipped here
             labels.append(list(labs) if prepared.multilabel else list(labs)[0])

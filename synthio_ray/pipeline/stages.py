@@ -9,7 +9,8 @@ per batch, then per row, and what still fails is marked ``status="failed"`` with
 Row columns of a generated clip (what ``manifest.parquet`` holds):
 ``id, chain_id, source_id, source_path, label, labels, label_slug, caption_index, round, parent_id,
 caption, caption_source, llm_error, components, prompt_version, seed, seconds, path, sample_rate,
-clap_score, accepted, status, error, t2a_model, clap_model, llm_model``.
+clap_score, accepted, status, error, t2a_model, clap_model, llm_model, t2a_steps, t2a_cfg_scale,
+clap_threshold`` (the sampling steps, CFG scale and CLAP threshold p the clip was made and judged with).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ __all__ = ["GoldCaptioner", "Synthesizer", "Scorer", "label_text", "CLIP_COLUMNS
 CLIP_COLUMNS = ["id", "chain_id", "source_id", "source_path", "label", "labels", "label_slug",
                 "caption_index", "round", "parent_id", "caption", "caption_source", "llm_error",
                 "components", "prompt_version", "seed", "seconds", "path", "sample_rate", "clap_score",
-                "accepted", "status", "error", "t2a_model", "clap_model", "llm_model"]
+                "accepted", "status", "error", "t2a_model", "clap_model", "llm_model", "t2a_steps",
+                "t2a_cfg_scale", "clap_threshold"]
 
 
 def label_text(labels: Any) -> str:
@@ -169,15 +171,21 @@ class Synthesizer:
         df["seconds"] = secs
         df["path"], df["sample_rate"] = paths, [m.sample_rate if p else None for p in paths]
         df["t2a_model"] = m.model_id
+        df["t2a_steps"], df["t2a_cfg_scale"] = int(m.steps), float(m.cfg_scale)   # the values used, defaults resolved
         df["error"] = errors
         df["status"] = ["generated" if p else "failed" for p in paths]
         return df
 
 
 class Scorer:
-    """Generated rows -> + ``clap_score``, ``accepted``, ``status`` (accepted | rejected | failed)."""
+    """Generated rows -> + ``clap_score``, ``accepted``, ``status`` (accepted | rejected | failed) and
+    ``clap_threshold`` (p). ``cfg.augment.threshold`` must be a number here: ``run_augment`` resolves
+    ``auto`` before any clip is scored (``synthio_ray.pipeline.threshold``)."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, model: Any = None):
+        if cfg.augment.threshold == "auto":
+            raise ValueError("augment.threshold=auto must be calibrated before scoring: run_augment does it "
+                             "(synthio_ray.pipeline.threshold.resolve_threshold); give Scorer a number")
         _threads(cfg.resources.torch_threads)
         self.cfg, self.out = cfg, Path(out_dir)
         if model is None:
@@ -187,6 +195,8 @@ class Scorer:
         self.model = model
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        from synthio_ray.models.clap import clap_input
+
         df = df.copy().reset_index(drop=True)
         a, c = self.cfg.augment, self.cfg.models.clap
         scores: list[float | None] = [None] * len(df)
@@ -196,7 +206,7 @@ class Scorer:
             if st != "generated":
                 continue
             try:
-                waves.append(load_audio(self.out / p, sample_rate=self.model.sample_rate)[0])
+                waves.append(clap_input(self.model, self.out / p))
                 idx.append(i)
             except AudioError as e:
                 errors[i] = f"generated audio unreadable: {e}"
@@ -224,4 +234,5 @@ class Scorer:
                 accepted.append(ok)
         df["clap_score"], df["accepted"], df["status"], df["error"] = scores, accepted, status, errors
         df["clap_model"] = self.model.model_id
+        df["clap_threshold"] = float(a.threshold)
         return df

@@ -32,6 +32,7 @@ CLIP_SCHEMA = pa.schema([
     ("seed", pa.int64()), ("seconds", pa.float64()), ("path", pa.string()), ("sample_rate", pa.int64()),
     ("clap_score", pa.float64()), ("accepted", pa.bool_()), ("status", pa.string()), ("error", pa.string()),
     ("t2a_model", pa.string()), ("clap_model", pa.string()), ("llm_model", pa.string()),
+    ("t2a_steps", pa.int64()), ("t2a_cfg_scale", pa.float64()), ("clap_threshold", pa.float64()),
 ])
 assert CLIP_SCHEMA.names == CLIP_COLUMNS
 

@@ -69,9 +69,11 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _settings(cfg: Config, t2a_path: str | None) -> dict:
+    from synthio_ray.models.t2a import t2a_settings
+
     t = cfg.models.t2a
-    return {"t2a": resolve_model_path(t2a_path or t.path), "backend": t.backend, "steps": t.steps,
-            "cfg_scale": t.cfg_scale, "negative_prompt": t.negative_prompt, "crop_latents": t.crop_latents}
+    return {"t2a": resolve_model_path(t2a_path or t.path), "backend": t.backend, **t2a_settings(t, t2a_path),
+            "negative_prompt": t.negative_prompt, "crop_latents": t.crop_latents}
 
 
 def _seed(cfg: Config) -> int:
