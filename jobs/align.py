@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import config_to_dict, load_config, save_config  # noqa: E402
+from synthio_ray.placement import print_placement_warnings  # noqa: E402
 
 FLAGS = {
     "--out": ("out", "output folder (default: runs/align)"),
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, saved)
+    print_placement_warnings(cfg, "align")
     try:
         report = run_align(cfg, out)
     except AlignError as e:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import save_config  # noqa: E402
+from synthio_ray.placement import print_placement_warnings  # noqa: E402
 
 FLAGS = {
     "--out": ("out", "output folder (default: runs/grid)"),
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"grid.methods: {e}")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
+    print_placement_warnings(cfg, "grid")
     try:
         report = run_grid(cfg, out)
     except (RuntimeError, ValueError, FileNotFoundError) as e:

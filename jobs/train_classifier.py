@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from synthio_ray.cli import DEFAULT_CONFIG, fail, parse_job_args  # noqa: E402
 from synthio_ray.config import save_config  # noqa: E402
+from synthio_ray.placement import print_placement_warnings  # noqa: E402
 
 FLAGS = {
     "--out": ("out", "output folder (default: runs/classifier)"),
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
+    print_placement_warnings(cfg, "train_classifier")
     try:
         metrics = run_train_classifier(cfg, out)
     except (TrainError, ValueError, FileNotFoundError) as e:

@@ -210,7 +210,13 @@ class LLMConfig:
     temperature: float = opt(0.7, "sampling temperature (paper: 0.7)", ge=0.0)
     top_p: float = opt(0.5, "nucleus sampling (paper: 0.5)", gt=0.0, le=1.0)
     retries: int = opt(2, "re-asks for an answer that does not parse, then the row falls back", ge=0)
-    batch_size: int = opt(8, "conversations per call", ge=1)
+    batch_size: int = opt(8, "conversations per call (transformers / http backends and the LLM stages' Ray Data "
+                          "batches)", ge=1)
+    engine_batch_size: int = opt(64, "vllm: rows per batch of the vLLM engine stage (the engine schedules every "
+                                 "request of its batches at once; more in flight = higher throughput)", ge=1)
+    accelerator_type: Optional[str] = opt(None, "vllm: GPU type the engine must run on (Ray's accelerator_type "
+                                          "resource, e.g. L40S or A10G; cluster.yaml installs vLLM only on its L40S "
+                                          "node type); null = any GPU node")
     timeout_s: float = opt(120.0, "http backend: seconds per request", gt=0)
     tensor_parallel_size: int = opt(1, "vllm: GPUs per engine", ge=1)
     gpu_memory_utilization: float = opt(0.85, "vllm: share of GPU memory for the engine", gt=0, le=1)
@@ -226,6 +232,9 @@ class LLMConfig:
                             f"http://127.0.0.1:8000/v1")
         if self.backend == "http" and self.path.startswith("zoo:"):
             problems.append(f"{key}.path: for the http backend give the model name the server serves")
+        if self.accelerator_type is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.accelerator_type):
+            problems.append(f"{key}.accelerator_type: a Ray accelerator type such as L40S or A10G (letters, digits, "
+                            f"'-', '_', '.'), got {self.accelerator_type!r}")
         return problems
 
 
@@ -480,6 +489,8 @@ class SweepConfig:
                        "(each trial starts a TorchTrainer with train_classifier.workers workers)",
                        choices=("local", "ray_train"))
     trial_cpus: float = opt(1.0, "CPUs per trial (with backend=ray_train the workers ask for their own)", gt=0.0)
+    trial_gpus: float = opt(0.0, "GPUs per trial with backend=local (1 on a GPU cluster; with ray_train the "
+                            "workers ask for train_classifier.gpus_per_worker)", ge=0.0)
     max_concurrent: int = opt(0, "trials at once (0 = as many as the CPUs allow)", ge=0)
 
     def check(self, key: str) -> list[str]:
@@ -511,6 +522,8 @@ class GridConfig:
     backend: str = opt("local", "local (the classifier loop runs inside the trial) or ray_train (each trial "
                        "starts a TorchTrainer)", choices=("local", "ray_train"))
     trial_cpus: float = opt(1.0, "CPUs per trial (with backend=ray_train the workers ask for their own)", gt=0.0)
+    trial_gpus: float = opt(0.0, "GPUs per trial with backend=local (1 on a GPU cluster; with ray_train the "
+                            "workers ask for train_classifier.gpus_per_worker)", ge=0.0)
     max_concurrent: int = opt(0, "trials at once (0 = as many as the CPUs allow)", ge=0)
     zero_shot: bool = opt(True, "add a zero-shot CLAP row per dataset")
     analyses: bool = opt(True, "write the section-6 analyses (diversity, spectral features, FAD) for each "
@@ -531,7 +544,9 @@ class ResourcesConfig:
     """Actor pools of the streaming pipeline (per stage: actors, GPUs and CPUs per actor, batch)."""
 
     llm_actors: int = opt(1, "LLM stage actors (transformers / http backends)", ge=1)
-    llm_gpus: float = opt(0.0, "GPUs per LLM actor", ge=0.0)
+    llm_gpus: float = opt(0.0, "GPUs per LLM actor (transformers LLM backend)", ge=0.0)
+    captioner_gpus: Optional[float] = opt(None, "GPUs per gold-captioner actor (transformers captioner, e.g. "
+                                          "Qwen2-Audio: 1); null = resources.llm_gpus", ge=0.0)
     t2a_actors: int = opt(1, "text-to-audio actors", ge=1)
     t2a_gpus: float = opt(0.0, "GPUs per text-to-audio actor (1 on a GPU cluster)", ge=0.0)
     clap_actors: int = opt(1, "CLAP scoring actors", ge=1)

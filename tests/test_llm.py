@@ -331,8 +331,9 @@ def test_vllm_wiring_without_building(zoo):
 
     from synthio_ray.models import llm_vllm
 
-    cfg = LLMConfig(backend="vllm", path=str(zoo("llm")), batch_size=16, concurrency=2, tensor_parallel_size=2,
-                    gpu_memory_utilization=0.7, max_model_len=2048, max_tokens=64, temperature=0.7, top_p=0.5)
+    cfg = LLMConfig(backend="vllm", path=str(zoo("llm")), batch_size=16, engine_batch_size=96, concurrency=2,
+                    tensor_parallel_size=2, gpu_memory_utilization=0.7, max_model_len=2048, max_tokens=64,
+                    temperature=0.7, top_p=0.5)
     had_vllm = "vllm" in sys.modules
     try:
         config = llm_vllm.vllm_processor_config(cfg)
@@ -343,7 +344,7 @@ def test_vllm_wiring_without_building(zoo):
     assert config.engine_kwargs["tensor_parallel_size"] == 2
     assert config.engine_kwargs["gpu_memory_utilization"] == 0.7
     assert config.engine_kwargs["max_model_len"] == 2048
-    assert config.batch_size == 16 and config.concurrency == 2
+    assert config.batch_size == 96 and config.concurrency == 2   # the engine's own batch, not batch_size
     assert config.should_continue_on_error is True
     assert config.chat_template_stage in (True, {"enabled": True})
     # zoo:<name> resolves to the zoo folder

@@ -42,14 +42,14 @@ def _inputs(cfg: Config, out: Path, log: Callable[[str], None]) -> tuple[Path, l
 def run_report(cfg: Config, out: str | Path, train: bool = True, log: Callable[[str], None] = print) -> list[str]:
     from synthio_ray.data.manifest import load_prepared
     from synthio_ray.evaluate.analysis import analyze_synthetic
-    from synthio_ray.models.clap import load_clap
+    from synthio_ray.models.clap_remote import load_placed_clap
     from synthio_ray.train.classifier_run import run_train_classifier
     from synthio_ray.train.synthetic import synthetic_rows
 
     out = Path(out)
     t = cfg.train_classifier
     data, synthetic = _inputs(cfg, out, log)
-    clap = load_clap(cfg.models.clap)
+    clap = load_placed_clap(cfg)   # on its own actor unless small and on CPU
     syn = synthetic_rows(synthetic, t.synthetic_k, t.synthetic_threshold)
     if not len(syn):
         raise ValueError(f"no selected synthetic clips in {', '.join(synthetic)}")

@@ -280,7 +280,8 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
         specs[c["id"]] = {"cfg": tree, "out": str(out / "trials" / key / c["row"] / run),
                           "threads": g.trial_cpus}
     log(f"[grid] {len(specs)} trials ({len(rows)} cells skipped)")
-    results = run_trials(specs, out / "tune", "grid", g.trial_cpus, g.max_concurrent)
+    results = run_trials(specs, out / "tune", "grid", g.trial_cpus, g.max_concurrent,
+                         g.trial_gpus if g.backend == "local" else 0.0)
     for c in cells:
         if c["id"] in specs:
             r = results.get(c["id"], {"status": "failed", "error": "trial did not run"})
@@ -293,9 +294,9 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
                          "aug_candidates": len((m.get("augmentation") or {}).get("candidates") or []) if m else None})
     clap = None
     if g.zero_shot or g.analyses:
-        from synthio_ray.models.clap import load_clap
+        from synthio_ray.models.clap_remote import load_placed_clap
 
-        clap = load_clap(cfg.models.clap)
+        clap = load_placed_clap(cfg)   # on its own actor unless small and on CPU
     if g.zero_shot:
         from synthio_ray.evaluate.zeroshot import zero_shot_clap
 

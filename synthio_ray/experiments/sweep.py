@@ -148,7 +148,8 @@ def run_sweep(cfg: Config, out: str | Path, log: Callable[[str], None] = print) 
                 "train_classifier.zero_shot": False, "train_classifier.save_model": False,
                 "train_classifier.feature_cache": str(cache)})
             specs[tid] = {"cfg": tree, "out": str(out / "trials" / tid), "threads": s.trial_cpus, "k": k, "p": p}
-    results = run_trials(specs, out / "tune", "sweep", s.trial_cpus, s.max_concurrent)
+    results = run_trials(specs, out / "tune", "sweep", s.trial_cpus, s.max_concurrent,
+                         s.trial_gpus if s.backend == "local" else 0.0)
     rows = []
     metric = "accuracy"
     for tid, spec in specs.items():

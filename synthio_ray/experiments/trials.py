@@ -1,13 +1,13 @@
 """Classifier trainings as Ray Tune trials.
 
 ``run_trials(cfg, specs, storage, name)``: ``specs`` maps a trial id to ``{"cfg": config dict, "out": folder}``;
-each becomes one trial of a Tune function trainable (``param_space = {"trial": grid_search(ids)}``; the
-specs travel with ``tune.with_parameters``), with ``{"cpu": trial_cpus}``. Inside, the trial calls
-``run_train_classifier``: with ``train_classifier.backend=local`` the loop runs in the trial process and
-reports every epoch to Tune (``val_best`` is the metric); with ``ray_train`` the trial starts a
-``TorchTrainer`` (Train V2 inside a Tune function trainable, as Ray recommends; ``Tuner(trainer)`` is
-deprecated) and reports once at the end. A trial whose ``OUT/metrics.json`` already holds a finished run
-of the same settings reports it again instead of retraining, so re-running a sweep or grid resumes.
+each becomes one trial of a Tune function trainable (``param_space = {"trial": grid_search(ids)}``; the specs
+travel with ``tune.with_parameters``), with ``{"cpu": trial_cpus, "gpu": trial_gpus}``. Inside, the trial calls
+``run_train_classifier``: with ``train_classifier.backend=local`` the loop runs in the trial process and reports
+every epoch to Tune (``val_best`` is the metric); with ``ray_train`` the trial starts a ``TorchTrainer`` (Train
+V2 inside a Tune function trainable, as Ray recommends; ``Tuner(trainer)`` is deprecated) and reports once at
+the end. A trial whose ``OUT/metrics.json`` already holds a finished run of the same settings reports it again
+instead of retraining, so re-running a sweep or grid resumes.
 
 Returns one dict per trial id: ``status`` (ok | failed), ``metrics`` (the metrics.json) or ``error``.
 """
@@ -75,12 +75,13 @@ def classifier_trial(config: dict, specs: dict) -> None:
 
 
 def run_trials(specs: dict[str, dict], storage: Path, name: str, trial_cpus: float = 1.0,
-               max_concurrent: int = 0) -> dict[str, dict]:
+               max_concurrent: int = 0, trial_gpus: float = 0.0) -> dict[str, dict]:
     from ray import tune
 
     if not specs:
         return {}
-    trainable = tune.with_resources(tune.with_parameters(classifier_trial, specs=specs), {"cpu": trial_cpus})
+    resources = {"cpu": trial_cpus, **({"gpu": trial_gpus} if trial_gpus else {})}
+    trainable = tune.with_resources(tune.with_parameters(classifier_trial, specs=specs), resources)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(sorted(specs))},

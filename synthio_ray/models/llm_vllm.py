@@ -30,8 +30,10 @@ __all__ = ["vllm_processor_config", "vllm_sampling_params", "vllm_request", "bui
 def vllm_processor_config(cfg, *, model_source: str | None = None, accelerator_type: str | None = None,
                           **engine_kwargs: Any):
     """``LLMConfig`` -> ``ray.data.llm.vLLMEngineProcessorConfig``: resolved model path, engine kwargs
-    (tensor_parallel_size, gpu_memory_utilization, max_model_len, plus ``engine_kwargs``), batch size,
-    concurrency (engine replicas), chat template stage on, continue on per-row errors."""
+    (tensor_parallel_size, gpu_memory_utilization, max_model_len, plus ``engine_kwargs``), the engine's batch
+    size (``engine_batch_size``, not the other backends' ``batch_size``), concurrency (engine replicas), the
+    GPU type (``accelerator_type``: Ray 2.60 adds ``accelerator_type:<type>`` to each engine's resource
+    request, so it only lands on such nodes), chat template stage on, continue on per-row errors."""
     from ray.data.llm import vLLMEngineProcessorConfig
 
     from synthio_ray.models.paths import resolve_model_path
@@ -42,9 +44,9 @@ def vllm_processor_config(cfg, *, model_source: str | None = None, accelerator_t
     return vLLMEngineProcessorConfig(
         model_source=model_source or resolve_model_path(cfg.path),
         engine_kwargs=kwargs,
-        batch_size=cfg.batch_size,
+        batch_size=cfg.engine_batch_size,
         concurrency=cfg.concurrency,
-        accelerator_type=accelerator_type,
+        accelerator_type=accelerator_type or cfg.accelerator_type,
         should_continue_on_error=True,
         chat_template_stage=True,
         tokenize_stage=True,

@@ -35,6 +35,7 @@ from synthio_ray.pipeline.llm_stages import CaptionWriter, ComponentExtractor, R
 from synthio_ray.pipeline.stages import GoldCaptioner, Scorer, Synthesizer, label_text
 from synthio_ray.pipeline.store import RunStore
 from synthio_ray.pipeline.threshold import resolve_threshold
+from synthio_ray.placement import captioner_gpus, in_driver, run_placed
 
 __all__ = ["AugmentReport", "run_augment", "gold_rows", "ensure_ray"]
 
@@ -67,9 +68,12 @@ class AugmentReport:
 
 
 def ensure_ray(cfg: Config) -> None:
-    """Join the configured cluster, or start a quiet local one; keep Ray Data's own bars off in logs."""
+    """Join the configured cluster, or start a quiet local one; keep Ray Data's own bars off in logs. Every
+    worker gets the repo on its path and this process's hub token and cache settings (``ray_hooks``)."""
     import ray
     from ray.data import DataContext
+
+    from synthio_ray.ray_hooks import worker_runtime_env
 
     if not ray.is_initialized():
         kwargs: dict[str, Any] = dict(include_dashboard=False, ignore_reinit_error=True,
@@ -79,11 +83,7 @@ def ensure_ray(cfg: Config) -> None:
             kwargs["address"] = cfg.ray.address
         elif local and cfg.ray.num_cpus:
             kwargs["num_cpus"] = cfg.ray.num_cpus
-        repo = str(Path(__file__).resolve().parents[2])
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
-            [repo] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}}
-        if local:  # no dashboard here, so no state API: drop Ray Train's warning about it
-            kwargs["runtime_env"]["worker_process_setup_hook"] = "synthio_ray.ray_hooks.quiet_local_worker"
+        kwargs["runtime_env"] = worker_runtime_env(str(Path(__file__).resolve().parents[2]), local)
         ray.init(**kwargs)
     if cfg.ray.progress != "on":  # our own progress line replaces Ray Data's bars and stage logs
         logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -139,10 +139,11 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
             saved["events"] = [list(x) for x in saved["events"]]
             saved["scenes"] = [list(x) for x in saved["scenes"]]
             return saved
-    res = cfg.resources
-    if cfg.models.captioner.backend == "transformers" and res.llm_gpus > 0:   # an audio LLM: on a GPU actor
+    gpus = captioner_gpus(cfg)
+    if cfg.models.captioner.backend == "transformers" and not in_driver(cfg.models.captioner.path, gpus):
+        # an audio LLM: on its own actor (with its GPU), never in the driver
         g = _collect(_dataset(gold).map_batches(GoldCaptioner, fn_constructor_kwargs=dict(cfg=cfg),
-                                                batch_size=cfg.models.llm.batch_size, **_pool(cfg, res.llm_gpus, 1)))
+                                                batch_size=cfg.models.llm.batch_size, **_pool(cfg, gpus, 1)))
     else:
         g = GoldCaptioner(cfg)(gold)
     if cfg.augment.captions == "mixcap":
@@ -158,13 +159,15 @@ def _plan(cfg: Config, gold: pd.DataFrame, out: Path, chat_model: Any = None) ->
 
 def _extract_components(cfg: Config, df: pd.DataFrame, out: Path, chat_model: Any = None) -> pd.DataFrame:
     """Rows with ``id``, ``labels``, ``gold_caption`` -> + ``events``, ``scenes`` (prompt 1; answers cached in
-    OUT/llm_cache), on an LLM actor or processor when the LLM needs a GPU, else in the driver."""
+    OUT/llm_cache), on an LLM actor or processor, or in the driver for a small LLM on CPU (or an http one)."""
     from synthio_ray.pipeline.llm_processor import uses_processor
 
     kwargs = dict(cfg=cfg, cache_dir=str(out / "llm_cache"), chat_model=chat_model)
-    if uses_processor(cfg) or cfg.resources.llm_gpus > 0:   # GPU models never load in the driver
+    llm = cfg.models.llm
+    small = chat_model is not None or llm.backend == "http" or in_driver(llm.path, cfg.resources.llm_gpus)
+    if uses_processor(cfg) or not small:   # large and GPU models never load in the driver
         return _collect(_llm_rows(cfg, df, ComponentExtractor, kwargs))
-    return ComponentExtractor(**kwargs)(df)                  # CPU-only: the driver is as good as an actor
+    return ComponentExtractor(**kwargs)(df)  # small on CPU: the driver is as good as an actor
 
 
 def _accepted_components(cfg: Config, rows: pd.DataFrame, out: Path, chat_model: Any = None) -> dict:
@@ -185,21 +188,20 @@ def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict
     from synthio_ray.pipeline.llm_processor import AnswerRows, PromptRows, llm_processor, uses_processor
 
     res = cfg.resources
-    llm_pool = _pool(cfg, res.llm_gpus, res.llm_actors)
     if not uses_processor(cfg):
-        return _dataset(df).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs,
-                                        batch_size=cfg.models.llm.batch_size, **llm_pool)
+        return _dataset(df).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs, batch_size=cfg.models.llm.batch_size,
+                                        **_pool(cfg, res.llm_gpus, res.llm_actors))
     probe = stage_cls(**{**stage_kwargs, "chat_model": None})
     cached = probe.cached(df) if len(df) else []
     ready, ask = df[[c for c in cached]], df[[not c for c in cached]]
     parts = []
-    if len(ready):
+    light = {**_pool(cfg, 0, 1), "num_cpus": cfg.resources.cpus_per_actor / 4}   # no model: no GPU, little CPU
+    if len(ready):   # answers cached: the stage finishes them without a model
         parts.append(_dataset(ready).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs,
-                                                 batch_size=cfg.models.llm.batch_size, **llm_pool))
+                                                 batch_size=cfg.models.llm.batch_size, **light))
     if len(ask):
         kw = dict(fn_constructor_kwargs=dict(stage_cls=stage_cls, stage_kwargs=stage_kwargs),
-                  batch_size=cfg.models.llm.batch_size, **{**_pool(cfg, 0, 1),
-                                                            "num_cpus": cfg.resources.cpus_per_actor / 4})
+                  batch_size=cfg.models.llm.batch_size, **light)
         ds = _dataset(ask).map_batches(PromptRows, **kw)
         ds = llm_processor(cfg, stage_cls.schema)(ds)
         parts.append(ds.map_batches(AnswerRows, **kw))
@@ -259,7 +261,12 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     if not a.data and not (data_dir / "labels.json").is_file():
         prepare_dataset(cfg, data_dir)
     prepared = load_prepared(data_dir)
-    clap_dir = adapt_clap(cfg, prepared, out, log=print if cfg.ray.progress != "off" else lambda s: None)
+    clap_here = cfg.models.clap.finetune == "none" or in_driver(cfg.models.clap.path, cfg.resources.clap_gpus)
+    if not clap_here:
+        ensure_ray(cfg)
+    # fine-tuned on its own task (with the scoring actors' GPU share) unless a small CLAP on CPU
+    clap_dir = run_placed(adapt_clap, cfg, prepared, out, log=print if cfg.ray.progress != "off" else lambda s: None,
+                          gpus=cfg.resources.clap_gpus, cpus=cfg.resources.cpus_per_actor, driver=clap_here)
     if clap_dir is not None:     # the scoring pool loads the adapted CLAP (named in each row's clap_model)
         tree = config_to_dict(cfg)
         tree["models"]["clap"].update(path=str(clap_dir), finetune="none")

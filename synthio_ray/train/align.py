@@ -161,7 +161,11 @@ def run_align(cfg: Config, out: str | Path, t2a_path: str | None = None, crash_o
     dest = out / "checkpoint"
     info = {"objective": a.objective, "epochs": state["epoch"],
             "align": config_to_dict(cfg)["align"], "first": state["history"][0], "last": state["history"][-1]}
-    export_checkpoint(cfg, state, dest, t2a_path, info)
+    from synthio_ray.placement import is_large, run_placed
+
+    # merging loads the whole pipeline: a real checkpoint does it on a worker node, never on the head's driver
+    run_placed(export_checkpoint, cfg, state, dest, t2a_path, info, cpus=a.cpus_per_worker,
+               driver=not is_large(t2a_path or cfg.models.t2a.path))
     metrics = _metrics(cfg, state, len(ok), dest, base)
     tmp = out / f".metrics.json.{os.getpid()}"
     tmp.write_text(json.dumps(metrics, indent=2))

@@ -144,8 +144,8 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
     def get_clap():
         nonlocal clap
         if clap is None:
-            from synthio_ray.models.clap import load_clap
-            clap = load_clap(cfg.models.clap)
+            from synthio_ray.models.clap_remote import load_placed_clap
+            clap = load_placed_clap(cfg)   # on its own actor unless small and on CPU
         return clap
 
     synthetic = synthetic_rows(t.synthetic, t.synthetic_k, t.synthetic_threshold) if parts.synthetic else None
