@@ -339,7 +339,7 @@ def test_bf16_frozen_base_under_lora_and_an_fp32_export(tmp_path):
     lat = model.encode_audio([np.zeros((2, 16000), np.float32)], model.latent_frames([1.0]))
     assert lat.dtype == torch.float32
     cfg = load_config(None, ["models.t2a.path=zoo:t2a", "align.base_dtype=bfloat16", "align.precision=bfloat16"])
-    dest = export_checkpoint(cfg, {"trainable": model.trainable_state()}, tmp_path / "ckpt")
+    dest = export_checkpoint(cfg, {"trainable": model.trainable_state()}, tmp_path / "ckpt", export="merged")
     from diffusers import StableAudioDiTModel
 
     assert StableAudioDiTModel.from_pretrained(dest / "transformer").dtype == torch.float32
