@@ -246,6 +246,7 @@ class BrokenT2A:
     def __init__(self, inner):
         self.inner, self.calls = inner, []
         self.model_id, self.sample_rate, self.max_seconds = inner.model_id, inner.sample_rate, inner.max_seconds
+        self.steps, self.cfg_scale = inner.steps, inner.cfg_scale
 
     def generate(self, captions, seconds, seeds, **kw):
         self.calls.append(list(captions))

@@ -171,7 +171,10 @@ class Synthesizer:
         df["seconds"] = secs
         df["path"], df["sample_rate"] = paths, [m.sample_rate if p else None for p in paths]
         df["t2a_model"] = m.model_id
-        df["t2a_steps"], df["t2a_cfg_scale"] = int(m.steps), float(m.cfg_scale)   # the values used, defaults resolved
+        # the values used, defaults resolved (None for a model that does not say, e.g. a user's wrapper)
+        steps, cfg_scale = getattr(m, "steps", None), getattr(m, "cfg_scale", None)
+        df["t2a_steps"] = None if steps is None else int(steps)
+        df["t2a_cfg_scale"] = None if cfg_scale is None else float(cfg_scale)
         df["error"] = errors
         df["status"] = ["generated" if p else "failed" for p in paths]
         return df
