@@ -67,7 +67,7 @@ class PeakRSS:
 
 
 def make_cfg(args, prepared: Path, n: int, extra=()):
-    return load_config(REPO / "configs" / "default.yaml", [
+    return load_config(REPO / "configs" / "tiny.yaml", [
         f"augment.data={prepared}", f"augment.k={args.k}", "augment.rounds=0", f"models.t2a.steps={args.steps}",
         f"models.t2a.batch_size={args.batch}", "models.llm.max_tokens=32", "ray.progress=off",
         f"data.n={n}", *extra])
@@ -75,7 +75,7 @@ def make_cfg(args, prepared: Path, n: int, extra=()):
 
 def prepare(tmp: Path, n: int, seconds: float) -> Path:
     per_class = max(4, (n * 10) // 8 // 7 + 2)
-    cfg = load_config(REPO / "configs" / "default.yaml", [f"data.n={n}", f"data.embedded_clips_per_class={per_class}",
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"data.n={n}", f"data.embedded_clips_per_class={per_class}",
                                                           f"data.embedded_seconds={seconds}"])
     out = tmp / f"prepared-{n}"
     prepare_dataset(cfg, out)

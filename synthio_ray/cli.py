@@ -6,6 +6,7 @@ A job declares its flags as ``{"--n": "data.n", ...}``: each flag is sugar for a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ from synthio_ray.config import ConfigError, describe_options, load_config
 
 __all__ = ["parse_job_args", "fail", "DEFAULT_CONFIG"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"  # the embedded default run
+# The config a job reads without --config: $SYNTHIO_CONFIG when set (the tests point it at configs/tiny.yaml),
+# else the embedded default run (the world dataset with the trained world zoo).
+DEFAULT_CONFIG = Path(os.environ.get("SYNTHIO_CONFIG")
+                      or Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
 
 
 def _parser(prog: str, description: str, flags: dict[str, tuple[str, str]],

@@ -116,12 +116,23 @@ class DataConfig:
 
 
 def _model_path_problems(key: str, path: str | None) -> list[str]:
-    """A model path is ``zoo:<name>``, a local folder/file, or a hub id (``org/name``)."""
+    """A model path is ``zoo:<name>``, ``world:<name>``, a local folder/file, or a hub id (``org/name``)."""
     if path is None:
         return []
     if path.startswith("zoo:"):
         return [] if path[4:] in ZOO_NAMES else [f"{key}: unknown zoo model {path!r}; one of "
                                                   f"{', '.join('zoo:' + n for n in ZOO_NAMES)}"]
+    if path.startswith("world:"):
+        from synthio_ray.trained_zoo.export import WEIGHTS, WORLD_NAMES
+
+        if path[6:] not in WORLD_NAMES:
+            return [f"{key}: unknown trained world model {path!r}; one of "
+                    f"{', '.join('world:' + n for n in WORLD_NAMES)}"]
+        if not (WEIGHTS / path[6:]).is_dir():
+            return [f"{key}: {path}: the trained world weights are not in this checkout ({WEIGHTS}); "
+                    f"use zoo:{path[6:]} (random weights) or train and export them "
+                    f"(python -m synthio_ray.trained_zoo --help)"]
+        return []
     local = path.startswith(("/", ".", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
     if local and not Path(os.path.expanduser(path)).exists():
         return [f"{key}: model path not found: {path} (a local folder, a hub id like org/name, "
@@ -230,7 +241,7 @@ class LLMConfig:
         if self.backend == "http" and not self.url:
             problems.append(f"{key}.url: the http backend needs the server's base URL, e.g. "
                             f"http://127.0.0.1:8000/v1")
-        if self.backend == "http" and self.path.startswith("zoo:"):
+        if self.backend == "http" and self.path.startswith(("zoo:", "world:")):
             problems.append(f"{key}.path: for the http backend give the model name the server serves")
         if self.accelerator_type is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.accelerator_type):
             problems.append(f"{key}.accelerator_type: a Ray accelerator type such as L40S or A10G (letters, digits, "

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from synthio_ray.models.paths import is_builtin
+
 __all__ = ["LARGE_MODEL_BYTES", "JOBS", "ModelUse", "is_large", "in_driver", "captioner_gpus", "model_uses",
            "placement_warnings", "print_placement_warnings", "run_placed"]
 
@@ -32,7 +34,7 @@ JOBS = ("augment", "align", "train_classifier", "sweep", "grid")
 
 def is_large(path: str | None) -> bool:
     """True for a hub id, or a local checkpoint whose weight files total ``LARGE_MODEL_BYTES`` or more."""
-    if not path or path.startswith("zoo:"):
+    if not path or is_builtin(path):
         return False
     p = Path(os.path.expanduser(path))
     if not p.exists():

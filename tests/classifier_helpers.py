@@ -12,7 +12,7 @@ from synthio_ray.data.audio import load_audio, write_audio
 from synthio_ray.data.prepare import prepare_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO / "configs" / "default.yaml"
+DEFAULT = REPO / "configs" / "tiny.yaml"
 TINY = ["data.embedded_clips_per_class=10", "data.embedded_seconds=1.0", "data.val_fraction=0.2",
         "data.test_fraction=0.3", "data.n=16", "ray.progress=off"]
 

@@ -6,6 +6,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Jobs run without --config read the tiny random zoo's config (speed; tests that need the trained world
+# zoo pass configs/default.yaml themselves).
+os.environ.setdefault("SYNTHIO_CONFIG", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                     "configs", "tiny.yaml"))
 
 from pathlib import Path  # noqa: E402
 

@@ -26,7 +26,7 @@ from synthio_ray.train.dpo import (diffusion_dpo_loss, flow_objective, objective
                                    v_objective)
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO / "configs" / "default.yaml"
+DEFAULT = REPO / "configs" / "tiny.yaml"
 SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n=8", "models.t2a.steps=4",
          "models.t2a.crop_latents=true", "ray.progress=off", "align.losers=1", "align.epochs=2",
          "align.batch_size=4", "align.lr=3e-4",

@@ -28,7 +28,7 @@ from synthio_ray.pipeline.stages import CLIP_COLUMNS, Scorer, Synthesizer
 from synthio_ray.pipeline.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO / "configs" / "default.yaml"
+DEFAULT = REPO / "configs" / "tiny.yaml"
 SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n=8", "augment.k=2",
          "models.t2a.steps=4", "models.llm.max_tokens=24", "ray.progress=off",
          "models.clap.finetune=none"]   # thresholds here are set for the base tiny CLAP; the adapted one: below

@@ -16,7 +16,7 @@ from synthio_ray.placement import JOBS, model_uses, placement_warnings
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTION = REPO / "configs" / "production.yaml"
-DEFAULT = REPO / "configs" / "default.yaml"
+DEFAULT = REPO / "configs" / "tiny.yaml"
 
 
 def prod(*overrides: str):

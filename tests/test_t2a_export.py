@@ -12,7 +12,7 @@ import torch
 from synthio_ray.config import T2AConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO / "configs" / "default.yaml"
+DEFAULT = REPO / "configs" / "tiny.yaml"
 CAPS, SECS, SEEDS = ["Sound of a bell", "a dog barks twice"], [1.0, 0.6], [3, 11]
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthio_ray.models.paths import is_builtin
+
 __all__ = ["HubModel", "Fetched", "hub_models", "download_models", "overrides"]
 
 # weights of frameworks we never load
@@ -31,7 +33,7 @@ class HubModel:
 
     @property
     def on_hub(self) -> bool:
-        return not (self.path.startswith(("zoo:", "/", ".", "~")) or os.path.exists(os.path.expanduser(self.path)))
+        return not (is_builtin(self.path) or self.path.startswith(("/", ".", "~")) or os.path.exists(os.path.expanduser(self.path)))
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def _accuracy(model, feats: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
-def train_ast(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400, batch: int = 32,
+def train_ast(work: str | Path, seconds: float, steps: int | None = None, seed: int = 0, clips: int = 2400, batch: int = 32,
               lr: float = 1e-3, save_every: float = 60.0, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) for a total of ``seconds``; return the exported ``work/ast``."""
     work = Path(work)
@@ -83,14 +83,14 @@ def train_ast(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         opt.load_state_dict(state["opt"])
         step, spent, history = state["step"], state["spent"], state["history"]
         log(f"ast: resuming at step {step} after {spent:.0f} s")
-    budget = Budget(seconds, spent)
+    budget = Budget(seconds, spent, steps)
     model.train()
     saving = Every(save_every)
-    while not budget.done():
+    while not budget.done(step):
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(feats), size=batch, replace=False)
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * budget.fraction))
+            group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * budget.fraction(step)))
         logits = model(input_values=_augment(feats[idx], rng)).logits
         loss = F.cross_entropy(logits, y[idx], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
@@ -98,7 +98,7 @@ def train_ast(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if saving.due(budget.done()):
+        if saving.due(budget.done(step)):
             history.append({"step": step, "seconds": round(budget.spent), "loss": round(float(loss), 4),
                             "val_accuracy": round(_accuracy(model, val_feats, y_val), 4)})
             save_state(work / "ast_state.pt", {"model": model.state_dict(), "opt": opt.state_dict(),

@@ -34,21 +34,25 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
 
 
 class Budget:
-    """Wall-time budget across restarts: ``spent`` counts earlier runs' time plus this run's."""
+    """A training budget across restarts: wall time (``spent`` counts earlier runs' time plus this run's)
+    or, when ``steps`` is set, optimizer steps (reproducible whatever else the machine is doing; the
+    wall time is then only a cap). ``fraction(step)`` drives the learning-rate schedules."""
 
-    def __init__(self, seconds: float, spent: float = 0.0):
-        self.seconds, self._before, self._start = float(seconds), float(spent), time.monotonic()
+    def __init__(self, seconds: float, spent: float = 0.0, steps: int | None = None):
+        self.seconds, self.steps = float(seconds), steps
+        self._before, self._start = float(spent), time.monotonic()
 
     @property
     def spent(self) -> float:
         return self._before + time.monotonic() - self._start
 
-    @property
-    def fraction(self) -> float:
+    def fraction(self, step: int) -> float:
+        if self.steps:
+            return min(step / self.steps, 1.0)
         return min(self.spent / max(self.seconds, 1e-9), 1.0)
 
-    def done(self) -> bool:
-        return self.spent >= self.seconds
+    def done(self, step: int) -> bool:
+        return bool(self.steps and step >= self.steps) or self.spent >= self.seconds
 
 
 class Every:

@@ -5,7 +5,8 @@ Data: general-corpus clips with their grammar captions, plus junk (noise, silenc
 captions of their own, so that the filter can reject audio that is no sound of the world. Loss: symmetric
 InfoNCE over clip-caption pairs (identical captions are shared positives), plus each clip against the
 template texts of every class ("Sound of a {label}", the form the pipeline scores with); captions are
-augmented by dropping words, clips by circular time shifts of their features.
+augmented by dropping words, clips by circular time shifts and random recorder colourations of their
+features (:func:`_channel`).
 """
 from __future__ import annotations
 
@@ -60,6 +61,26 @@ def _features(processor, waves: list[np.ndarray]) -> torch.Tensor:
     return torch.cat(out)
 
 
+def _channel(feats: torch.Tensor, rng: np.random.Generator, p: float = 0.5) -> torch.Tensor:
+    """Random recorder colouration on ``(B, 1, frames, mels)`` dB log-mels, per clip with probability ``p``:
+    band limits, a resonance bump, a spectral tilt and a noise floor. It stands in for the many recorders of a
+    real captioned corpus (the world's general corpus is clean); the target's recorder is not among its draws
+    by construction, only the kind of change it makes."""
+    b, mels = feats.shape[0], feats.shape[-1]
+    k = torch.arange(mels, dtype=torch.float32)
+    curves = torch.zeros(b, mels)
+    floors = torch.full((b,), -1e3)
+    for i in np.flatnonzero(rng.random(b) < p):
+        lo, hi, slope = rng.integers(0, 9), rng.integers(18, mels + 1), rng.uniform(2, 6)
+        centre, width = rng.uniform(4, mels - 4), rng.uniform(1.5, 4)
+        curves[i] = (-slope * (lo - k).clamp_min(0) - slope * (k - hi).clamp_min(0)
+                     + rng.uniform(-6, 10) * torch.exp(-0.5 * ((k - centre) / width) ** 2)
+                     + rng.uniform(-6, 6) * (k / (mels - 1) - 0.5))
+        floors[i] = float(feats[i].max()) - rng.uniform(25, 45)
+    x = feats + curves[:, None, None, :]
+    return 10 * torch.log10(10 ** (x / 10) + 10 ** (floors[:, None, None, None] / 10))
+
+
 def _drop_words(text: str, rng: np.random.Generator, p: float = 0.5) -> str:
     if rng.random() > p:
         return text
@@ -90,7 +111,7 @@ def zero_shot(model, processor, waves: list[np.ndarray], labels: list[str], clas
     return float(np.mean([classes[i] == lab for i, lab in zip(pred, labels)]))
 
 
-def train_clap(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400, batch: int = 128,
+def train_clap(work: str | Path, seconds: float, steps: int | None = None, seed: int = 0, clips: int = 2400, batch: int = 128,
                lr: float = 2e-3, save_every: float = 60.0, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) for a total of ``seconds``; return the exported ``work/clap``."""
     work = Path(work)
@@ -113,16 +134,16 @@ def train_clap(work: str | Path, seconds: float, seed: int = 0, clips: int = 240
         opt.load_state_dict(state["opt"])
         step, spent = state["step"], state["spent"]
         log(f"clap: resuming at step {step} after {spent:.0f} s")
-    budget = Budget(seconds, spent)
+    budget = Budget(seconds, spent, steps)
     rng = np.random.default_rng([seed, step])
     template_texts = [TEMPLATE.format(label=c) for c in classes]
     model.train()
     saving = Every(save_every)
-    while not budget.done():
+    while not budget.done(step):
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * budget.fraction))
+            group["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * budget.fraction(step)))
         idx = rng.choice(len(waves), size=batch, replace=False)
-        fb = torch.roll(feats[idx], int(rng.integers(-30, 30)), dims=2)
+        fb = _channel(torch.roll(feats[idx], int(rng.integers(-30, 30)), dims=2), rng)
         a = _audio(model, fb)
         caps = [_drop_words(captions[i], rng) for i in idx]
         t = _texts(model, processor.tokenizer, caps)
@@ -139,7 +160,7 @@ def train_clap(work: str | Path, seconds: float, seed: int = 0, clips: int = 240
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if saving.due(budget.done()):
+        if saving.due(budget.done(step)):
             save_state(work / "clap_state.pt", {"model": model.state_dict(), "opt": opt.state_dict(),
                                                 "step": step, "spent": budget.spent})
             log(f"clap: step {step} {budget.spent:.0f} s loss {float(loss):.3f}")

@@ -91,7 +91,7 @@ def evaluate_llm(path: str | Path, count: int = 60, seed: int = 999, temperature
     return out
 
 
-def train_llm(work: str | Path, seconds: float, seed: int = 0, examples: int = 30000, batch: int = 32,
+def train_llm(work: str | Path, seconds: float, steps: int | None = None, seed: int = 0, examples: int = 30000, batch: int = 32,
               lr: float = 2e-3, save_every: float = 60.0, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) for a total of ``seconds``; return the exported ``work/llm``."""
     work = Path(work)
@@ -109,16 +109,16 @@ def train_llm(work: str | Path, seconds: float, seed: int = 0, examples: int = 3
         opt.load_state_dict(state["opt"])
         step, spent = state["step"], state["spent"]
         log(f"llm: resuming at step {step} after {spent:.0f} s")
-    budget = Budget(seconds, spent)
+    budget = Budget(seconds, spent, steps)
     model.train()
     saving = Every(save_every)
-    while not budget.done():
+    while not budget.done(step):
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(rows), size=batch, replace=False)
         x, y = _batch([rows[i] for i in idx], tok.pad_token_id)
         warm = min(1.0, (step + 1) / 60)
         for group in opt.param_groups:
-            group["lr"] = lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * budget.fraction)))
+            group["lr"] = lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * budget.fraction(step))))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=x, attention_mask=(x != tok.pad_token_id) | (y != -100), labels=y).loss
         opt.zero_grad(set_to_none=True)
@@ -126,7 +126,7 @@ def train_llm(work: str | Path, seconds: float, seed: int = 0, examples: int = 3
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if saving.due(budget.done()):
+        if saving.due(budget.done(step)):
             save_state(work / "llm_state.pt", {"model": model.state_dict(), "opt": opt.state_dict(),
                                                "step": step, "spent": budget.spent})
             log(f"llm: step {step} {budget.spent:.0f} s loss {float(loss):.3f}")

@@ -71,7 +71,7 @@ def _latents(work: Path, vae, waves: np.ndarray) -> torch.Tensor:
     return z
 
 
-def train_t2a(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400, batch: int = 16,
+def train_t2a(work: str | Path, seconds: float, steps: int | None = None, seed: int = 0, clips: int = 2400, batch: int = 16,
               lr: float = 1e-3, cfg_dropout: float = 0.1, save_every: float = 60.0,
               log: Callable[[str], None] = print) -> Path:
     """Train (or resume) for a total of ``seconds``; return the exported ``work/t2a``."""
@@ -100,17 +100,17 @@ def train_t2a(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         opt.load_state_dict(state["opt"])
         step, spent, history = state["step"], state["spent"], state["history"]
         log(f"t2a: resuming at step {step} after {spent:.0f} s")
-    budget = Budget(seconds, spent)
+    budget = Budget(seconds, spent, steps)
     for m in modules:
         m.train()
     rot = get_1d_rotary_pos_embed(pipe.rotary_embed_dim, LATENT_FRAMES + 1, use_real=True,
                                   repeat_interleave_real=False)
     saving, losses = Every(save_every), []
-    while not budget.done():
+    while not budget.done(step):
         g = torch.Generator().manual_seed(seed * 7_000_003 + step)
         idx = torch.randint(0, len(z_all), (batch,), generator=g)
         for group in opt.param_groups:
-            cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * budget.fraction))
+            cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * budget.fraction(step)))
             group["lr"] = lr * min(1.0, (step + 1) / 100) * cosine
         enc, glob = t2a._conditioning([captions[i] for i in idx], [WORLD_SECONDS] * batch, 1.0, None)
         enc, _ = drop_text(enc, cfg_dropout, g)
@@ -127,7 +127,7 @@ def train_t2a(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         opt.step()
         step += 1
         losses.append(float(loss))
-        if saving.due(budget.done()):
+        if saving.due(budget.done(step)):
             history.append({"step": step, "seconds": round(budget.spent),
                             "loss": round(float(np.mean(losses)), 4)})
             losses = []

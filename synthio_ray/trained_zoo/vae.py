@@ -61,7 +61,7 @@ def _validate(model, val: torch.Tensor) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in terms.items()} | {"latent_std": round(float(z.std()), 3)}
 
 
-def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400, batch: int = 8,
+def train_vae(work: str | Path, seconds: float, steps: int | None = None, seed: int = 0, clips: int = 2400, batch: int = 8,
               crop: int = 4096, lr: float = 1e-3, kl_weight: float = 1e-4, save_every: float = 60.0, val_clips: int = 48,
               log: Callable[[str], None] = print) -> Path:
     """Train (or resume) for a total of ``seconds`` of wall time; return the exported ``work/vae``."""
@@ -77,7 +77,7 @@ def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         opt.load_state_dict(state["opt"])
         step, spent, history = state["step"], state["spent"], state["history"]
         log(f"vae: resuming at step {step} after {spent:.0f} s")
-    budget = Budget(seconds, spent)
+    budget = Budget(seconds, spent, steps)
     data = torch.from_numpy(corpus_waves(work, clips, "train"))
     val = torch.from_numpy(corpus_waves(work, val_clips, "val"))
     model.train()
@@ -87,13 +87,13 @@ def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         save_state(work / "vae_state.pt", {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                                            "spent": budget.spent, "history": history})
 
-    while not budget.done():
+    while not budget.done(step):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         idx = torch.randint(0, len(data), (batch,), generator=g)
         offs = torch.randint(0, data.shape[1] - crop + 1, (batch,), generator=g)
         x = torch.stack([data[i, o:o + crop] for i, o in zip(idx.tolist(), offs.tolist())])
         for group in opt.param_groups:
-            group["lr"] = _lr(step, budget.fraction, lr)
+            group["lr"] = _lr(step, budget.fraction(step), lr)
         post = model.encode(x[:, None]).latent_dist
         y = model.decode(post.sample(generator=g)).sample[:, 0, :crop]
         terms = reconstruction_loss(y, x, WORLD_SAMPLE_RATE)
@@ -103,10 +103,10 @@ def train_vae(work: str | Path, seconds: float, seed: int = 0, clips: int = 2400
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if validating.due(budget.done()):
+        if validating.due(budget.done(step)):
             history.append({"step": step, "seconds": round(budget.spent), **_validate(model, val)})
             log(f"vae: step {step} {budget.spent:.0f} s {history[-1]}")
-        if saving.due(budget.done()):
+        if saving.due(budget.done(step)):
             checkpoint()
     out = work / "vae"
     model.eval()
