@@ -1,7 +1,7 @@
 """CLI of the trained world zoo.
 
     python -m synthio_ray.trained_zoo train --work DIR [--only vae ...] [--minutes M | --steps S]
-    python -m synthio_ray.trained_zoo export --work DIR [--to FOLDER]
+    python -m synthio_ray.trained_zoo export --work DIR [--to FOLDER] [--only t2a judge ...]
 
 ``train``: each trainer resumes from its state in ``--work`` until its total budget is spent: wall time by default,
 or optimizer steps with ``--steps`` (what reproduces a manifest's run: the steps it records). ``judge``
@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from synthio_ray.trained_zoo.export import TRAINED_FROM
 
 # Default wall-time budgets on 2 CPU cores, in training order (t2a needs the trained vae/).
 BUDGETS_MIN = {"vae": 60.0, "clap": 3.0, "llm": 12.0, "ast": 8.0, "t2a": 30.0}
@@ -35,11 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="copy the trained models (fp16) into the package, with a manifest")
     e.add_argument("--work", required=True, help="the folder `train --work` wrote")
     e.add_argument("--to", default=None, help="destination (default: synthio_ray/trained_zoo/weights)")
+    e.add_argument("--only", nargs="+", choices=list(TRAINED_FROM), default=None,
+                   help="world models to export (default: all); the manifest keeps the others' entries")
     args = p.parse_args(argv)
     if args.cmd == "export":
         from synthio_ray.trained_zoo.export import WEIGHTS, export_world
 
-        print(export_world(args.work, args.to or WEIGHTS))
+        print(export_world(args.work, args.to or WEIGHTS, only=args.only))
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -104,34 +104,47 @@ def _record(work: Path, trainer: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def export_world(work: str | Path, to: str | Path = WEIGHTS, dtype: torch.dtype = torch.float16) -> Path:
-    """Copy every trained model of ``work`` into ``to`` (cast to ``dtype``) and write ``to/manifest.json``.
-    Refuses to start when one is missing, so a partial zoo is never committed by accident."""
+def export_world(work: str | Path, to: str | Path = WEIGHTS, dtype: torch.dtype = torch.float16,
+                 only: list[str] | None = None) -> Path:
+    """Copy the trained models of ``work`` into ``to`` (cast to ``dtype``) and update ``to/manifest.json``.
+
+    ``only``: world names to export (default: all); the manifest keeps its entries for the others, so a
+    model committed once is never rewritten by a later export of another. Refuses to start when a selected
+    model is not trained, so a half-written zoo is never committed by accident."""
     import diffusers
     import transformers
 
     work, to = Path(work), Path(to)
-    missing = [t for t in TRAINED_FROM.values() if not (work / t).is_dir()]
+    names = list(only or TRAINED_FROM)
+    unknown = [n for n in names if n not in TRAINED_FROM]
+    if unknown:
+        raise ValueError(f"export: no such world model: {', '.join(unknown)} (one of {', '.join(TRAINED_FROM)})")
+    missing = [TRAINED_FROM[n] for n in names if not (work / TRAINED_FROM[n]).is_dir()]
     if missing:
         raise FileNotFoundError(f"{work}: not trained yet: {', '.join(missing)} "
                                 f"(python -m synthio_ray.trained_zoo train --work {work} --only {' '.join(missing)})")
-    models = {}
-    for name, trainer in TRAINED_FROM.items():
+    path = to / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {"models": {}}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    for name in names:
+        trainer = TRAINED_FROM[name]
         shutil.rmtree(to / name, ignore_errors=True)
         cast_folder(work / trainer, to / name, dtype)
         record = _record(work, trainer)
         steps = record.get("steps")
         command = (f"python -m synthio_ray.trained_zoo train --work WORK --only {trainer}"
                    + (f" --steps {steps}" if steps else ""))
-        models[name] = {"trained_by": command, "record": record}
+        entry = {"trained_by": command, "record": record, "exported": now, "git_commit": _git_commit(),
+                 "dtype": str(dtype).replace("torch.", ""),
+                 "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                              "transformers": transformers.__version__},
+                 "machine": f"{os.cpu_count()} CPU cores, no GPU"}
         if name == "t2a":
             vae = _record(work, "vae")
-            models[name]["vae"] = {"trained_by": f"python -m synthio_ray.trained_zoo train --work WORK --only vae "
-                                                 f"--steps {vae.get('steps')}", "record": vae}
-    manifest = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "git_commit": _git_commit(), "dtype": str(dtype).replace("torch.", ""),
-                "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                             "transformers": transformers.__version__},
-                "machine": f"{os.cpu_count()} CPU cores, no GPU", "models": models}
-    (to / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            entry["vae"] = {"trained_by": f"python -m synthio_ray.trained_zoo train --work WORK --only vae "
+                                          f"--steps {vae.get('steps')}", "record": vae}
+        manifest["models"][name] = entry
+    manifest["models"] = {n: manifest["models"][n] for n in TRAINED_FROM if n in manifest["models"]}
+    to.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
     return to
