@@ -422,3 +422,17 @@ def test_llm_stages_through_ray_data_llm_processor(ray_local, prepared, tmp_path
     cached = list((tmp_path / "llm_cache" / "mixcap").glob("*.json"))
     # one ask per gold clip, and two more (a second and a third processor pass) for the two unanswered
     assert len(cached) == 8 + 2 * 2 and all(json.loads(p.read_text())["attempts"] == 1 for p in cached)
+
+
+def test_a_dead_runs_unfinished_part_write_is_removed_on_resume(tmp_path):
+    """kill -9 inside a part write leaves ``.part-<run>-N.parquet.tmp``; the next run removes it (its rows were
+    never done, so they are made again) and leaves its own in-flight writes alone."""
+    d = RunStore(tmp_path).round_dir(0)
+    d.mkdir(parents=True)
+    dead = d / ".part-deadbeef-00001.parquet.tmp"
+    dead.write_bytes(b"PAR1 cut short")
+    store = RunStore(tmp_path)
+    mine = d / f".part-{store.run}-00001.parquet.tmp"
+    mine.write_bytes(b"PAR1 being written")
+    assert store.read_round(0).empty
+    assert not dead.exists() and mine.exists()

@@ -75,9 +75,12 @@ class RunStore:
 
     def read_round(self, r: int) -> pd.DataFrame:
         """All rows of round ``r`` (one per id: a done row wins over a failed one). Unreadable parts are
-        renamed ``*.corrupt`` and left out."""
+        renamed ``*.corrupt`` and left out; another run's unfinished ``.part-*.tmp`` writes are removed."""
         d = self.round_dir(r)
         frames = []
+        for t in d.glob(".part-*.parquet.tmp") if d.is_dir() else []:
+            if not t.name.startswith(f".part-{self.run}-"):   # a dead run's unfinished write: its rows were
+                t.unlink(missing_ok=True)                      # never done, so they are made again
         for p in sorted(d.glob("part-*.parquet")) if d.is_dir() else []:
             try:
                 frames.append(pq.read_table(p, schema=CLIP_SCHEMA).to_pandas())
