@@ -44,3 +44,15 @@ def test_bench_real_sizes_smoke(tmp_path):
     assert real["dpo_ckpt_on"][1] < 0.5 * real["dpo_ckpt_off"][1], real
     assert res["largest_batch"]["decode_cropped"]["24"] > res["largest_batch"]["decode_full"]["24"]
     assert "largest batch" in done.stdout
+
+    # configs/production.yaml targets the 24 GB A10G workers of cluster.yaml: its batch sizes must fit them
+    # by these (smoke: fp32-activation, so conservative) figures
+    from synthio_ray.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "production.yaml")
+    free = (24 - res["weights_gib"] - 2.0) * 1024
+    need = {"models.t2a.batch_size": cfg.models.t2a.batch_size * real["denoise"][1] + real["denoise"][0],
+            "models.t2a.decode_batch": cfg.models.t2a.decode_batch * real["decode_cropped"][1],
+            "align.encode_batch": cfg.align.encode_batch * real["encode"][1],
+            "align.micro_batch": cfg.align.micro_batch * real["dpo_ckpt_on"][1]}
+    assert all(v < free for v in need.values()), {k: round(v / 1024, 1) for k, v in need.items()}
