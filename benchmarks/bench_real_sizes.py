@@ -239,8 +239,9 @@ def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def fits(rows: list[dict]) -> dict[str, tuple[float, float, int]]:
-    """Measured rows -> {what: (MiB per call, MiB per unit at real size, units per clip or pair)}, 16-bit.
+def fits(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """Measured rows -> {what: (MiB per call, MiB per unit)}, 16-bit: a unit is a clip-frame (VAE), a clip
+    (sampling) or a pair at the real size (DPO).
 
     VAE: working = a + b * (clips x decoded frames), one fit for both decodes (the same decoder), one for
     encode; a is mostly the weight-norm weights each call recomputes. DPO: per pair, a + b * layers at the
@@ -252,13 +253,13 @@ def fits(rows: list[dict]) -> dict[str, tuple[float, float, int]]:
         if pts:
             half = 0.5 if any(r["vae_dtype"] == "float32" for r in ok if r["kind"] in kinds) else 1.0
             a, b = linear_fit(pts)
-            out[name] = (max(a, 0.0) * half, b * half, 1)
+            out[name] = (max(a, 0.0) * half, b * half)
     ratio = bf16_ratio(rows)
     den = [r for r in ok if r["kind"] == "denoise"]
     if den:   # activations of one block at a time: independent of depth
         scale = REAL_TOKENS / den[0]["tokens"] * (0.5 if den[0]["precision"] == "float32" else 1.0)
         a, b = linear_fit([(r["batch"], r["bytes"] / MIB) for r in den])
-        out["denoise"] = (max(a, 0.0) * scale, b * scale, 1)
+        out["denoise"] = (max(a, 0.0) * scale, b * scale)
     for ckpt in (False, True):
         dpo = [r for r in ok if r["kind"] == "dpo" and not r.get("calibration") and r["checkpointing"] == ckpt]
         if dpo:
@@ -267,7 +268,7 @@ def fits(rows: list[dict]) -> dict[str, tuple[float, float, int]]:
             for r in dpo:
                 per_depth[r["layers"]] = max(per_depth.get(r["layers"], 0.0), r["bytes"] / r["batch"] / MIB)
             a, b = linear_fit(sorted(per_depth.items()))
-            out[f"dpo_ckpt_{'on' if ckpt else 'off'}"] = (0.0, (a + b * REAL_LAYERS) * scale, 1)
+            out[f"dpo_ckpt_{'on' if ckpt else 'off'}"] = (0.0, (a + b * REAL_LAYERS) * scale)
     return out
 
 
@@ -293,18 +294,12 @@ def report(rows: list[dict], args) -> dict:
         print(f"{r['kind']:<16}{setting:<36}{r['batch']:>6}{size}")
     f = fits(rows)
     crop_frames = math.ceil(CLIP_SECONDS * RATE / HOP) + 16
-    real = {}   # what -> (MiB per call, MiB per clip or pair)
+    real = {k: f[k] for k in ("denoise", "dpo_ckpt_off", "dpo_ckpt_on") if k in f}   # (MiB per call, per unit)
     if "decode" in f:
-        a, b, _ = f["decode"]
-        real["decode_full"] = (a, b * REAL_WINDOW)
-        real["decode_cropped"] = (a, b * crop_frames)
+        a, b = f["decode"]
+        real["decode_full"], real["decode_cropped"] = (a, b * REAL_WINDOW), (a, b * crop_frames)
     if "encode" in f:
         real["encode"] = (f["encode"][0], f["encode"][1] * REAL_WINDOW)
-    if "denoise" in f:
-        real["denoise"] = f["denoise"][:2]
-    for k in ("dpo_ckpt_off", "dpo_ckpt_on"):
-        if k in f:
-            real[k] = (0.0, f[k][1])
     what = {"denoise": "DiT sampling step under CFG (models.t2a.batch_size)",
             "decode_full": "VAE decode, whole 47.5 s window (authors)",
             "decode_cropped": f"VAE decode, {CLIP_SECONDS:g} s clip cropped (+16 frames)",
