@@ -45,10 +45,15 @@ def test_bench_real_sizes_smoke(tmp_path):
     assert res["largest_batch"]["decode_cropped"]["24"] > res["largest_batch"]["decode_full"]["24"]
     assert "largest batch" in done.stdout
 
-    # configs/production.yaml targets the 24 GB A10G workers of cluster.yaml: its batch sizes must fit them
-    # by these (smoke: fp32-activation, so conservative) figures
+
+def test_production_batches_fit_a_24gb_gpu_by_the_recorded_figures():
+    """configs/production.yaml targets cluster.yaml's 24 GB A10G workers: its batch sizes must fit them by the
+    full run's figures committed in benchmarks/real_sizes_cpu.json (``--device cpu --budget-gib 24 48``, 11 min;
+    the smoke run's 1-2 layer slopes are too noisy to extrapolate to 24 layers on a shared CI machine)."""
     from synthio_ray.config import load_config
 
+    res = json.loads((ROOT / "benchmarks" / "real_sizes_cpu.json").read_text())
+    real = res["real_mib"]
     cfg = load_config(ROOT / "configs" / "production.yaml")
     free = (24 - res["weights_gib"] - 2.0) * 1024
     need = {"models.t2a.batch_size": cfg.models.t2a.batch_size * real["denoise"][1] + real["denoise"][0],
@@ -56,3 +61,6 @@ def test_bench_real_sizes_smoke(tmp_path):
             "align.encode_batch": cfg.align.encode_batch * real["encode"][1],
             "align.micro_batch": cfg.align.micro_batch * real["dpo_ckpt_on"][1]}
     assert all(v < free for v in need.values()), {k: round(v / 1024, 1) for k, v in need.items()}
+    # the recorded largest batches are the ones these figures give (the README's table quotes them)
+    assert res["largest_batch"]["dpo_ckpt_on"]["24"] >= cfg.align.micro_batch
+    assert res["largest_batch"]["decode_cropped"]["24"] >= cfg.models.t2a.decode_batch
