@@ -1,14 +1,17 @@
 """The augmentation pipeline, streaming (jobs/augment.py) vs the authors' way, same workload, one run.
 
-    python benchmarks/bench_pipeline.py [--n 16] [--k 2] [--steps 8] [--seconds 2] [--batch 8] [--skip-4n]
+    python benchmarks/bench_pipeline.py [--n 16] [--k 2] [--steps 8] [--seconds 2] [--batch 8] [--rounds 0]
+                                        [--threshold P] [--skip-4n]
 
 (a) streaming: ``run_augment`` on Ray Data (actor pools for LLM, T2A and CLAP, rows written as they
     finish), no reflection rounds;
 (b) the authors' way: each stage over all rows before the next starts, one clip per T2A call, in one
     process (the same plain stage classes, so only the execution differs).
-Prints clips/s of each and their ratio; streaming efficiency = end-to-end clips/s / clips/s of the
-slowest stage run alone; and the peak resident memory of the whole process tree (driver and Ray
-workers) for N and for 4N gold clips.
+Prints clips/s of each and their ratio; the shared-core limit (every stage competes for the same cores,
+so the best end-to-end rate is 1 / the sum of each stage's seconds per clip, measured alone) and each
+result's ratio to it; how many times each model was loaded; with ``--rounds R`` each reflection round's
+clips/s next to round 0's; and the peak resident memory of the whole process tree (driver and Ray workers)
+for N and for 4N gold clips.
 """
 from __future__ import annotations
 
@@ -68,7 +71,8 @@ class PeakRSS:
 
 def make_cfg(args, prepared: Path, n: int, extra=()):
     return load_config(REPO / "configs" / "tiny.yaml", [
-        f"augment.data={prepared}", f"augment.k={args.k}", "augment.rounds=0", f"models.t2a.steps={args.steps}",
+        f"augment.data={prepared}", f"augment.k={args.k}", f"augment.rounds={args.rounds}",
+        f"augment.threshold={args.threshold}", f"models.t2a.steps={args.steps}",
         f"models.t2a.batch_size={args.batch}", "models.llm.max_tokens=32", "ray.progress=off",
         f"data.n={n}", *extra])
 
@@ -130,7 +134,14 @@ def streaming(cfg, out: Path):
         report = run_augment(cfg, out)
         dt = time.perf_counter() - t0
     steady = report.stream_steady_rows / report.stream_seconds if report.stream_seconds > 0 else float("nan")
-    return report.rows / dt, mem.peak, steady, report.wait_seconds
+    return report.rows / dt, mem.peak, steady, report.wait_seconds, report
+
+
+def _loads(report) -> str:
+    kinds: dict[str, list[float]] = {}
+    for x in report.model_loads:
+        kinds.setdefault(x["kind"], []).append(x["load_seconds"])
+    return ", ".join(f"{k} {len(v)}x ({sum(v):.1f} s)" for k, v in kinds.items())
 
 
 def main() -> None:
@@ -140,6 +151,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=0, help="reflection rounds (each round's clips/s is printed)")
+    ap.add_argument("--threshold", type=float, default=0.129,
+                    help="CLAP threshold; the tiny CLAP scores near 0.13, so 0.129 rejects about half")
     ap.add_argument("--skip-4n", action="store_true")
     args = ap.parse_args()
     import ray
@@ -150,12 +164,13 @@ def main() -> None:
         cfg = make_cfg(args, prep, args.n)
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         run_augment(make_cfg(args, prep, args.n, ["augment.k=1"]), tmp / "warmup")  # zoo build, imports, caches
-        rate_stream, peak_n, steady, wait = streaming(cfg, tmp / "stream")
+        rate_stream, peak_n, steady, wait, rep_n = streaming(cfg, tmp / "stream")
         rate_auth, times = authors_way(cfg, prep, tmp / "authors")
         alone = stage_alone(cfg, prep, tmp / "alone")
-        clips = args.n * args.k
-        print(f"workload: {args.n} gold clips x k={args.k} = {clips} clips of {args.seconds:g} s, tiny zoo, "
-              f"{args.steps} steps, T2A batch {args.batch}, {os.cpu_count()} CPUs")
+        clips = rep_n.rows
+        print(f"workload: {args.n} gold clips x k={args.k} = {args.n * args.k} clips of {args.seconds:g} s "
+              f"(+ {clips - args.n * args.k} in {args.rounds} reflection round(s)), tiny zoo, {args.steps} steps, "
+              f"T2A batch {args.batch}, {os.cpu_count()} CPUs")
         print(f"(a) streaming     : {rate_stream:6.2f} clips/s end to end; {steady:.2f} clips/s once rows flow "
               f"(first row after {wait:.1f} s: actor start-up and pipeline fill)")
         print(f"(b) authors' way  : {rate_auth:6.2f} clips/s  (stage seconds: "
@@ -165,13 +180,21 @@ def main() -> None:
         print("stages alone      : " + ", ".join(f"{k} {v:.2f} clips/s" for k, v in alone.items()))
         print(f"streaming efficiency = {rate_stream:.2f} / {alone[slow]:.2f} ({slow}) = {rate_stream / alone[slow]:.2f} "
               f"end to end; {steady / alone[slow]:.2f} once rows flow")
+        limit = 1.0 / sum(1.0 / v for v in alone.values())
+        print(f"shared-core limit : {limit:6.2f} clips/s (1 / sum of the stages' s/clip); streaming at N: "
+              f"{rate_stream / limit:.2f} of it end to end, {steady / limit:.2f} once rows flow")
+        print(f"model loads, N    : {_loads(rep_n)}")
+        for r, t in sorted(rep_n.round_timing.items()):
+            print(f"round {r}           : {t['rows']} clips in {t['seconds']:.1f} s = {t['rows'] / t['seconds']:.2f} "
+                  f"clips/s (round start to last row)")
         print(f"peak RSS, N={args.n}   : {peak_n / 2**20:8.0f} MiB")
         if not args.skip_4n:
             prep4 = prepare(tmp, 4 * args.n, args.seconds)
-            rate_4n, peak_4n, steady_4n, _ = streaming(make_cfg(args, prep4, 4 * args.n), tmp / "stream4")
+            rate_4n, peak_4n, steady_4n, _, _ = streaming(make_cfg(args, prep4, 4 * args.n), tmp / "stream4")
             print(f"peak RSS, 4N={4 * args.n}  : {peak_4n / 2**20:8.0f} MiB  ({peak_4n / peak_n:.2f}x of N); "
                   f"streaming at 4N: {rate_4n:.2f} clips/s end to end ({rate_4n / rate_auth:.2f}x the authors' "
-                  f"way at N), {steady_4n:.2f} once rows flow")
+                  f"way at N, {rate_4n / limit:.2f} of the limit), {steady_4n:.2f} once rows flow "
+                  f"({steady_4n / limit:.2f} of the limit)")
         ray.shutdown()
 
 

@@ -564,6 +564,9 @@ class ResourcesConfig:
     clap_gpus: float = opt(0.0, "GPUs per CLAP actor (a fraction shares a GPU, e.g. 0.25)", ge=0.0)
     cpus_per_actor: float = opt(0.5, "CPUs reserved per actor", gt=0.0)
     torch_threads: int = opt(1, "torch CPU threads per actor (0 = torch's default)", ge=0)
+    wait_for_nodes: float = opt(600.0, "seconds a model server waits for a node that fits it to join (an "
+                                "autoscaling cluster adds one on demand) before the job fails saying why; a "
+                                "local Ray the job starts itself fails at once", ge=0.0)
 
 
 @dataclass

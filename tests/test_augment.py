@@ -196,6 +196,10 @@ def test_reflection_rounds_threshold_nothing_passes(ray_local, prepared, tmp_pat
     kept = m[m["status"] == "kept_best"]                          # exhausted=best: each chain's best clip
     assert len(kept) == 8 and kept["chain_id"].is_unique and (kept["clap_score"] == kept["best_score"]).all()
     assert sorted(m.groupby("round").size().to_dict().items()) == [(0, 8), (1, 8), (2, 8)]
+    # three rounds (and the plan, the calibration and every ask) with each model loaded once for the job
+    loads = json.loads((tmp_path / "report.json").read_text())["model_loads"]
+    assert sorted(x["kind"] for x in loads) == ["clap", "llm", "t2a"], loads
+    assert all(x["load_seconds"] > 0 for x in loads)
     chains = m.groupby("chain_id")
     assert (chains.size() == 3).all()
     assert (chains["round"].max() == 2).all() and (m["final"] == (m["status"] == "kept_best")).all()

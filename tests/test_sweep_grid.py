@@ -360,3 +360,11 @@ def test_grid_variants_generate_with_their_switches(ray_local, tmp_path, zoo):
                     "wo_reflection": ckpt["dpo"], "w_erm": ckpt["erm"], "vanilla_syn": str(zoo_t2a)}
     for row, path in expected_t2a.items():
         assert set(m[row]["t2a_model"]) == {path}, row
+    # one set of model servers for all six generations: the LLM and CLAP loaded once, the T2A once per model
+    loads = {}
+    for row in rows:
+        for x in json.loads((tmp_path / "synthetic" / f"embedded-n8-{row}" / "report.json").read_text())["model_loads"]:
+            loads[(x["kind"], x["pid"], x["model_id"])] = x
+    kinds = sorted(k for k, _, _ in loads)
+    assert kinds == ["clap", "llm", "t2a", "t2a", "t2a"], sorted(loads)
+    assert {m for k, _, m in loads if k == "t2a"} == {ckpt["dpo"], ckpt["erm"], str(zoo_t2a)}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 import yaml
@@ -180,8 +180,27 @@ def select_k(results: pd.DataFrame) -> pd.DataFrame:
     return results
 
 
+def _align(cfg: Config, out: Path, key: str, objective: str, prepared: Path, align_fn: AlignFn, aligned: dict,
+           log: Callable, servers: Any = None) -> None:
+    """``aligned[(key, objective)]``: the checkpoint aligned on ``prepared`` (once), or the exception."""
+    if (key, objective) in aligned:
+        return
+    try:
+        acfg = config_to_dict(cfg)
+        acfg["align"]["data"] = str(prepared)
+        if cfg.grid.align_epochs:
+            acfg["align"]["epochs"] = cfg.grid.align_epochs
+        log(f"[grid] aligning ({objective}) for {key}")
+        if servers is not None:   # training needs the CPUs and GPUs the servers hold
+            servers.pause()
+        folder = out / "align" / f"{key}-{objective}"
+        aligned[(key, objective)] = Path(align_fn(build_config(acfg), folder, objective))
+    except Exception as e:  # noqa: BLE001 - the reason goes into the table
+        aligned[(key, objective)] = e
+
+
 def _synthesize(cfg: Config, out: Path, key: str, variant: str, prepared: Path, align_fn: AlignFn,
-                aligned: dict, log: Callable) -> Path:
+                aligned: dict, log: Callable, servers: Any = None) -> Path:
     from synthio_ray.pipeline.augment import run_augment
     from synthio_ray.pipeline.card import write_card
 
@@ -193,17 +212,7 @@ def _synthesize(cfg: Config, out: Path, key: str, variant: str, prepared: Path, 
         sec, leaf = dotted.split(".")
         tree[sec][leaf] = value
     if objective:
-        if (key, objective) not in aligned:
-            try:
-                acfg = config_to_dict(cfg)
-                acfg["align"]["data"] = str(prepared)
-                if cfg.grid.align_epochs:
-                    acfg["align"]["epochs"] = cfg.grid.align_epochs
-                log(f"[grid] aligning ({objective}) for {key}")
-                folder = out / "align" / f"{key}-{objective}"
-                aligned[(key, objective)] = Path(align_fn(build_config(acfg), folder, objective))
-            except Exception as e:  # noqa: BLE001 - the reason goes into the table
-                aligned[(key, objective)] = e
+        _align(cfg, out, key, objective, prepared, align_fn, aligned, log, servers)
         ckpt = aligned[(key, objective)]
         if isinstance(ckpt, Exception):
             raise RuntimeError(f"align ({objective}) unavailable: {ckpt}") from ckpt
@@ -211,32 +220,23 @@ def _synthesize(cfg: Config, out: Path, key: str, variant: str, prepared: Path, 
     gen = build_config(tree)
     folder = out / "synthetic" / f"{key}-{variant}"
     log(f"[grid] generating {variant} for {key} -> {folder}")
-    run_augment(gen, folder)
+    run_augment(gen, folder, servers=servers)
     write_card(gen, folder)
     return folder
 
 
-def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
-             align_fn: AlignFn = default_align) -> GridReport:
+def _generate_all(cfg: Config, out: Path, datasets: list, cells: list[dict], align_fn: AlignFn, servers: Any,
+                  log: Callable) -> tuple[dict, dict, dict, dict]:
+    """Prepare each (dataset, n), align and generate each synthetic variant, prefetch the AST features ->
+    (prepared folders, synthetic folders, skipped variants' reasons, each dataset's metric)."""
     from synthio_ray.data.manifest import load_prepared
     from synthio_ray.data.prepare import prepare_dataset
     from synthio_ray.evaluate.metrics import primary_metric
-    from synthio_ray.evaluate.tables import aggregate, markdown_table, plot_grid
-    from synthio_ray.experiments.trials import prefetch_features, run_trials, with_overrides
-    from synthio_ray.pipeline.augment import ensure_ray
+    from synthio_ray.experiments.trials import prefetch_features
     from synthio_ray.train.classifier_run import check_prepared
     from synthio_ray.train.synthetic import load_synthetic, select_synthetic
 
     g = cfg.grid
-    outside = [m for m in g.methods if set(m.split("+")) & {"retrieval"}]
-    if outside and not cfg.train_classifier.retrieval_pool:
-        raise ValueError(f"grid rows {', '.join(outside)} retrieve from an outside pool (the paper: AudioSet): set "
-                         "train_classifier.retrieval_pool, or use retrieval_in_domain for the dataset's own clips")
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    datasets = dataset_entries(g.datasets)
-    cells = plan_cells(g.methods, datasets, g.ns, g.seeds, g.ks)
-    ensure_ray(cfg)
     prepared, synthetic, skipped, aligned, metrics_of = {}, {}, {}, {}, {}
     for name, data in datasets:
         for n in g.ns:
@@ -248,9 +248,14 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
             check_prepared(folder)
             prepared[key] = folder
             metrics_of[name] = primary_metric(load_prepared(folder).multilabel)
-            for variant in dict.fromkeys(c["variant"] for c in cells if c["variant"] and c["dataset"] == name):
+            variants = list(dict.fromkeys(c["variant"] for c in cells if c["variant"] and c["dataset"] == name))
+            # every alignment first, then the variants grouped by their T2A model, so each model loads once
+            for objective in dict.fromkeys(SYNTH_VARIANTS[v][0] for v in variants if SYNTH_VARIANTS[v][0]):
+                _align(dcfg, out, key, objective, folder, align_fn, aligned, log, servers)
+            for variant in sorted(variants, key=lambda v: SYNTH_VARIANTS[v][0] or ""):
                 try:
-                    synthetic[(key, variant)] = _synthesize(dcfg, out, key, variant, folder, align_fn, aligned, log)
+                    synthetic[(key, variant)] = _synthesize(dcfg, out, key, variant, folder, align_fn, aligned, log,
+                                                            servers)
                 except Exception as e:  # noqa: BLE001 - recorded, the grid goes on
                     skipped[(key, variant)] = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
                     log(f"[grid] skipping {variant} for {key}: {skipped[(key, variant)]}")
@@ -261,8 +266,36 @@ def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
                 if k2 == key:
                     m = load_synthetic(sdir)
                     paths += list(select_synthetic(m)["path"])
+            servers.pause()   # the feature pass needs the CPUs and GPUs the servers hold
             prefetch_features(cfg, folder, paths, out / "features")
+    return prepared, synthetic, skipped, metrics_of
 
+
+def run_grid(cfg: Config, out: str | Path, log: Callable[[str], None] = print,
+             align_fn: AlignFn = default_align) -> GridReport:
+    from synthio_ray.data.manifest import load_prepared
+    from synthio_ray.evaluate.tables import aggregate, markdown_table, plot_grid
+    from synthio_ray.experiments.trials import run_trials, with_overrides
+    from synthio_ray.pipeline.augment import ensure_ray, local_ray
+    from synthio_ray.serving import ModelServers
+
+    g = cfg.grid
+    outside = [m for m in g.methods if set(m.split("+")) & {"retrieval"}]
+    if outside and not cfg.train_classifier.retrieval_pool:
+        raise ValueError(f"grid rows {', '.join(outside)} retrieve from an outside pool (the paper: AudioSet): set "
+                         "train_classifier.retrieval_pool, or use retrieval_in_domain for the dataset's own clips")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = dataset_entries(g.datasets)
+    cells = plan_cells(g.methods, datasets, g.ns, g.seeds, g.ks)
+    ensure_ray(cfg)
+    # one set of model servers for every cell's generation: a model loads again only when a cell changes it
+    # (an aligned T2A, an adapted CLAP); stopped before the trials, which need the CPUs and GPUs
+    servers = ModelServers(cfg, wait_for_nodes=0.0 if local_ray(cfg) else cfg.resources.wait_for_nodes)
+    try:
+        prepared, synthetic, skipped, metrics_of = _generate_all(cfg, out, datasets, cells, align_fn, servers, log)
+    finally:
+        servers.shutdown()
     specs, rows = {}, []
     for c in cells:
         key = f"{c['dataset']}-n{c['n']}"

@@ -92,7 +92,16 @@ class StableAudioT2A(TextToAudio):
         pipe, b = self.pipe, len(captions)
         do_cfg = cfg_scale > 1.0
         neg = [negative_prompt] * b if (do_cfg and negative_prompt) else None
-        text = pipe.encode_prompt(captions, self.device, do_cfg, neg)
+        self._note_truncation(captions)
+        # diffusers reports each cut caption with the whole padded batch decoded (hundreds of <pad>s); the
+        # cut is reported once per model by _note_truncation instead
+        pipe_log = logging.getLogger("diffusers.pipelines.stable_audio.pipeline_stable_audio")
+        level = pipe_log.level
+        pipe_log.setLevel(logging.ERROR)
+        try:
+            text = pipe.encode_prompt(captions, self.device, do_cfg, neg)
+        finally:
+            pipe_log.setLevel(level)
         start, end = pipe.encode_duration([0.0] * b, [float(s) for s in seconds], self.device,
                                           do_cfg and neg is not None, b)
         enc = torch.cat([text, start, end], dim=1)
@@ -101,6 +110,18 @@ class StableAudioT2A(TextToAudio):
             enc = torch.cat([torch.zeros_like(enc), enc], dim=0)
             glob = torch.cat([glob, glob], dim=0)
         return enc, glob
+
+    def _note_truncation(self, captions: list[str]) -> None:
+        """One warning per model (not per batch) when captions run past the text encoder's token limit."""
+        if getattr(self, "_truncation_noted", False):
+            return
+        tok = self.pipe.tokenizer
+        limit = int(tok.model_max_length)
+        long = [c for c in captions if len(tok(c).input_ids) > limit]
+        if long:
+            self._truncation_noted = True
+            log.warning("%d of %d captions in a batch run past the text encoder's %d tokens and are cut there "
+                        "(e.g. %r); later cuts are not reported", len(long), len(captions), limit, long[0][:120])
 
     def latent_frames(self, seconds: float) -> int:
         """Latent frames denoised for a clip of ``seconds``."""

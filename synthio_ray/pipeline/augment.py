@@ -10,6 +10,10 @@ Phases (each resumable; see ``store.py``):
    events/scenes of the captions accepted so far.
 4. manifest.parquet, metadata.csv, dataset card.
 
+Each model loads once per job (``synthio_ray.serving``): the T2A, CLAP and (transformers) LLM servers start
+before the plan, load while it runs, and serve every round's Ray Data actors, which only move rows; the
+report and the card list every load. A ``ray.data.llm`` processor (vLLM) still starts per stream.
+
 Before round 0, ``augment.threshold=auto`` is calibrated on the gold clips with the CLAP that scores
 (``threshold.py``; ``OUT/clap_threshold.json``, in ``report.json`` and the card).
 """
@@ -36,8 +40,9 @@ from synthio_ray.pipeline.stages import GoldCaptioner, Scorer, Synthesizer, labe
 from synthio_ray.pipeline.store import RunStore
 from synthio_ray.pipeline.threshold import resolve_threshold
 from synthio_ray.placement import captioner_gpus, in_driver, run_placed
+from synthio_ray.serving import ModelServers, ServedModel
 
-__all__ = ["AugmentReport", "run_augment", "gold_rows", "ensure_ray"]
+__all__ = ["AugmentReport", "run_augment", "gold_rows", "ensure_ray", "local_ray"]
 
 log = logging.getLogger("synthio_ray")
 
@@ -54,6 +59,8 @@ class AugmentReport:
     stream_seconds: float = 0.0    # first to last arrival, summed over rounds (pipeline full)
     stream_steady_rows: int = 0    # rows that arrived after each round's first batch
     wait_seconds: float = 0.0      # round start to first arrival, summed (actor start-up, pipeline fill)
+    model_loads: list[dict] = field(default_factory=list)   # every model load of this run (serving.loads)
+    round_timing: dict[int, dict[str, float]] = field(default_factory=dict)  # per round: rows, seconds (start to last)
 
     def summary(self) -> str:
         kept = f", {self.kept_best} kept as the best clip of a chain still rejected" if self.kept_best else ""
@@ -63,8 +70,22 @@ class AugmentReport:
             n = sum(c.values())
             lines.append(f"  round {r}: {n} clips, {c.get('accepted', 0)} accepted, "
                          f"{c.get('rejected', 0) + c.get('kept_best', 0)} rejected, {c.get('failed', 0)} failed")
+        for kind, loads in _loads_by_kind(self.model_loads).items():
+            lines.append(f"  {kind}: loaded {len(loads)}x ({', '.join(f'{x:.1f} s' for x in loads)})")
         lines.append(f"written to {self.out}")
         return "\n".join(lines)
+
+
+def _loads_by_kind(loads: list[dict]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for x in loads:
+        out.setdefault(x["kind"], []).append(float(x["load_seconds"]))
+    return out
+
+
+def local_ray(cfg: Config) -> bool:
+    """Does (did) this job start its own Ray, with no autoscaler to add nodes?"""
+    return not cfg.ray.address and os.environ.get("RAY_ADDRESS") is None
 
 
 def ensure_ray(cfg: Config) -> None:
@@ -78,7 +99,7 @@ def ensure_ray(cfg: Config) -> None:
     if not ray.is_initialized():
         kwargs: dict[str, Any] = dict(include_dashboard=False, ignore_reinit_error=True,
                                       log_to_driver=True, logging_level=logging.WARNING)
-        local = not cfg.ray.address and os.environ.get("RAY_ADDRESS") is None
+        local = local_ray(cfg)
         if cfg.ray.address:
             kwargs["address"] = cfg.ray.address
         elif local and cfg.ray.num_cpus:
@@ -104,20 +125,29 @@ def gold_rows(ds: PreparedDataset, max_seconds: float | None) -> pd.DataFrame:
     })
 
 
-def _pool(cfg: Config, gpus: float, actors: int) -> dict[str, Any]:
+# CPUs of a stage actor whose model is served (it moves rows, reads and writes files; the server computes)
+FORWARDER_CPUS = 0.05
+
+
+def _pool(cfg: Config, gpus: float, actors: int, served: bool = False) -> dict[str, Any]:
+    """map_batches options of a stage's actor pool. ``served``: the model runs in ``actors`` servers, so the
+    pool is 2 light actors per server (one batch computing while the other's rows are written), no GPU."""
     from ray.data import ActorPoolStrategy
 
+    if served:
+        return dict(compute=ActorPoolStrategy(size=2 * actors), num_cpus=FORWARDER_CPUS, batch_format="pandas")
     return dict(compute=ActorPoolStrategy(size=actors), num_gpus=gpus or None,
                 num_cpus=cfg.resources.cpus_per_actor, batch_format="pandas")
 
 
 def _dataset(df: pd.DataFrame, rows_per_block: int = 4) -> Any:
-    """A Ray dataset of small blocks, so the first clips stream out while later rows are planned."""
+    """A Ray dataset of small blocks, so the first clips stream out while later rows are planned. Built in
+    the driver (``from_blocks``: no task), since the model servers may hold every CPU a task would need."""
     import ray
 
     df = df.reset_index(drop=True)
-    parts = [df.iloc[i:i + rows_per_block] for i in range(0, len(df), rows_per_block)]
-    return ray.data.from_pandas(parts)
+    parts = [df.iloc[i:i + rows_per_block].reset_index(drop=True) for i in range(0, len(df), rows_per_block)]
+    return ray.data.from_blocks(parts)
 
 
 def _collect(ds: Any) -> pd.DataFrame:
@@ -189,8 +219,9 @@ def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict
 
     res = cfg.resources
     if not uses_processor(cfg):
+        served = isinstance(stage_kwargs.get("chat_model"), ServedModel)
         return _dataset(df).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs, batch_size=cfg.models.llm.batch_size,
-                                        **_pool(cfg, res.llm_gpus, res.llm_actors))
+                                        **_pool(cfg, res.llm_gpus, res.llm_actors, served))
     probe = stage_cls(**{**stage_kwargs, "chat_model": None})
     cached = probe.cached(df) if len(df) else []
     ready, ask = df[[c for c in cached]], df[[not c for c in cached]]
@@ -209,17 +240,18 @@ def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict
 
 
 def _stream(cfg: Config, store: RunStore, r: int, df: pd.DataFrame, llm_stage: tuple, out: Path,
-            t2a_path: str | None, progress: Progress, report: AugmentReport) -> dict[str, int]:
-    """Run one round's stream: LLM stage -> synthesis -> scoring -> part files. Returns status counts."""
+            models: dict[str, Any], progress: Progress, report: AugmentReport) -> dict[str, int]:
+    """Run one round's stream: LLM stage -> synthesis -> scoring -> part files. ``models``: the served
+    ``t2a`` and ``clap``. Returns status counts."""
     res = cfg.resources
     stage_cls, stage_kwargs, done = llm_stage
     ds = _llm_rows(cfg, df, stage_cls, stage_kwargs)
     if done:
-        ds = ds.filter(lambda row, done=frozenset(done): row["id"] not in done)
-    ds = ds.map_batches(Synthesizer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), t2a_path=t2a_path),
-                        batch_size=cfg.models.t2a.batch_size, **_pool(cfg, res.t2a_gpus, res.t2a_actors))
-    ds = ds.map_batches(Scorer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out)),
-                        batch_size=cfg.models.clap.batch_size, **_pool(cfg, res.clap_gpus, res.clap_actors))
+        ds = ds.filter(lambda row, done=frozenset(done): row["id"] not in done, num_cpus=FORWARDER_CPUS)
+    ds = ds.map_batches(Synthesizer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), model=models["t2a"]),
+                        batch_size=cfg.models.t2a.batch_size, **_pool(cfg, res.t2a_gpus, res.t2a_actors, True))
+    ds = ds.map_batches(Scorer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), model=models["clap"]),
+                        batch_size=cfg.models.clap.batch_size, **_pool(cfg, res.clap_gpus, res.clap_actors, True))
     counts: dict[str, int] = {}
     t0 = time.monotonic()
     first = last = None
@@ -241,16 +273,19 @@ def _stream(cfg: Config, store: RunStore, r: int, df: pd.DataFrame, llm_stage: t
     if first is not None:
         report.wait_seconds += first - t0
         report.stream_seconds += last - first
+        timing = report.round_timing.setdefault(r, {"rows": 0, "seconds": 0.0})
+        timing["rows"] += sum(counts.values())
+        timing["seconds"] += last - t0
     return counts
 
 
-def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_model: Any = None
-                ) -> AugmentReport:
+def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_model: Any = None,
+                servers: ModelServers | None = None) -> AugmentReport:
     """Run (or resume) the augmentation into ``out``. ``chat_model`` overrides the configured LLM
-    (plain ChatModel; used in-process by the plan stage and shipped to the actors)."""
-    import ray
-
+    (plain ChatModel; used in-process by the plan stage and shipped to the actors). ``servers``: model
+    servers to use (and leave running) instead of this run's own, e.g. shared by a grid's cells."""
     from synthio_ray.data.prepare import prepare_dataset
+    from synthio_ray.pipeline.llm_processor import uses_processor
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -276,7 +311,30 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     store = RunStore(out)
     progress = Progress(cfg.ray.progress)
     ensure_ray(cfg)
-    p, calibration = resolve_threshold(cfg, prepared, out, fine_tuned=clap_dir is not None,
+    own = servers is None
+    if own:
+        servers = ModelServers(cfg, t2a_path, wait_for_nodes=0.0 if local_ray(cfg) else cfg.resources.wait_for_nodes)
+    else:
+        servers.use(cfg, t2a_path)
+    serve_llm = chat_model is None and cfg.models.llm.backend == "transformers" and not uses_processor(cfg)
+    try:
+        servers.start(["llm", "t2a", "clap"] if serve_llm else ["t2a", "clap"])   # they load while we plan
+        return _run(cfg, out, prepared, clap_dir, gold, slugs, store, progress, servers,
+                    servers.model("llm") if serve_llm else chat_model)
+    finally:
+        if own:
+            servers.shutdown()
+
+
+def _run(cfg: Config, out: Path, prepared: PreparedDataset, clap_dir: Path | None, gold: pd.DataFrame,
+         slugs: dict, store: RunStore, progress: Progress, servers: ModelServers, chat_model: Any
+         ) -> AugmentReport:
+    """run_augment once Ray and the model servers are up: calibrate p, plan, stream the rounds, write."""
+    from synthio_ray.pipeline.llm_processor import uses_processor
+
+    a = cfg.augment
+    models = {"clap": servers.model("clap")}
+    p, calibration = resolve_threshold(cfg, prepared, out, fine_tuned=clap_dir is not None, clap=models["clap"],
                                        log=print if cfg.ray.progress != "off" else lambda s: None)
     if calibration is not None:  # auto: the scoring pool gets the calibrated number
         tree = config_to_dict(cfg)
@@ -292,8 +350,7 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     expected = {sid: [clip_id(slugs[label_text(labs)], sid, j, 0) for j in range(a.k)]
                 for sid, labs in zip(plan["source_id"], plan["labels"])}
     report.skipped_done += len(done0)
-    from synthio_ray.pipeline.llm_processor import uses_processor
-
+    models["t2a"] = servers.model("t2a")
     asks = 1 if a.captions == "template" else a.caption_asks
     # a ChatModel answers inside the stage: one stream runs every ask; a processor (vLLM) needs a pass per ask
     per_pass = 1 if uses_processor(cfg) else asks
@@ -307,7 +364,7 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
         writer = (CaptionWriter, dict(cfg=cfg, cache_dir=cache, pools=pools, slugs=slugs, domain=prepared.domain,
                                       chat_model=chat_model, ask=ask, final=ask + per_pass == asks,
                                       asks=per_pass), done)
-        _stream(cfg, store, 0, todo.drop(columns=["path"]), writer, out, t2a_path, progress, report)
+        _stream(cfg, store, 0, todo.drop(columns=["path"]), writer, out, models, progress, report)
 
     for r in range(1, a.rounds + 1):
         previous = pd.concat([store.read_round(q) for q in range(r)], ignore_index=True)
@@ -323,7 +380,7 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
         accepted = _accepted_components(cfg, previous, out, chat_model)
         reflector = (Reflector, dict(cfg=cfg, cache_dir=cache, round_=r, accepted=accepted,
                                      domain=prepared.domain, chat_model=chat_model), set())
-        _stream(cfg, store, r, rejected, reflector, out, t2a_path, progress, report)
+        _stream(cfg, store, r, rejected, reflector, out, models, progress, report)
     progress.close()
 
     manifest = store.write_manifest(a.exhausted)
@@ -332,9 +389,11 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     report.kept_best = int((manifest["status"] == "kept_best").sum()) if len(manifest) else 0
     for r, grp in manifest.groupby("round"):
         report.per_round[int(r)] = {str(k): int(v) for k, v in grp["status"].value_counts().items()}
+    report.model_loads = servers.loads()
     (out / "report.json").write_text(json.dumps({"rows": report.rows, "accepted": report.accepted,
                                                  "kept_best": report.kept_best,
                                                  "per_round": report.per_round,
+                                                 "model_loads": report.model_loads,
                                                  "clap_threshold": {"p": p, "auto": calibration is not None,
                                                                     "calibration": calibration}}, indent=2))
     return report

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pandas as pd
@@ -112,6 +111,24 @@ def _used(df: pd.DataFrame, col: str, configured) -> str:
     return ", ".join(f"{v:g}" for v in vals)
 
 
+def _loads_section(out: Path) -> list[str]:
+    """How many times each model was loaded by the run that wrote ``report.json`` (once per job, unless a
+    server was restarted after its node was lost), and how long each load took."""
+    f = out / "report.json"
+    loads = json.loads(f.read_text()).get("model_loads") if f.is_file() else None
+    if not loads:
+        return []
+    lines = ["## Model loads (the last run)", "", "| model | loads | seconds each | where |", "|---|---|---|---|"]
+    kinds: dict[str, list[dict]] = {}
+    for x in loads:
+        kinds.setdefault(x["kind"], []).append(x)
+    for kind, xs in kinds.items():
+        lines.append(f"| {kind}: `{xs[0]['model_id']}` | {len(xs)} | "
+                     f"{', '.join(format(x['load_seconds'], '.1f') for x in xs)} | "
+                     f"{', '.join(sorted({x['host'] for x in xs}))} |")
+    return lines + [""]
+
+
 def write_card(cfg: Config, out: str | Path) -> Path:
     """Write OUT/README.md: counts per label and round, acceptance per round, plots, models, prompts, and
     for ``augment.threshold=auto`` the calibration (p, on-/off-label score distributions)."""
@@ -170,6 +187,7 @@ def write_card(cfg: Config, out: str | Path) -> Path:
               f"- captions: `{cfg.augment.captions}`, k = {cfg.augment.k}, reflection rounds = {cfg.augment.rounds}",
               f"- prompt version: `{df['prompt_version'].iloc[0] if len(df) else 'n/a'}`",
               "- full resolved config: `config.yaml`", ""]
+    lines += _loads_section(out)
     p = out / "README.md"
     p.write_text("\n".join(lines))
     return p

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -117,11 +117,12 @@ def _clips(prepared, fine_tuned: bool) -> tuple[str, pd.DataFrame]:
     return "train", train
 
 
-def resolve_threshold(cfg: Config, prepared, out: Path, fine_tuned: bool = False,
+def resolve_threshold(cfg: Config, prepared, out: Path, fine_tuned: bool = False, clap: Any = None,
                       log: Callable[[str], None] = print) -> tuple[float, dict | None]:
     """``cfg.augment.threshold`` as a number: as configured (record None), or for ``auto`` calibrated on
     ``prepared`` with ``cfg.models.clap`` (the CLAP that scores) and recorded in ``out/clap_threshold.json``.
-    ``fine_tuned``: that CLAP was fine-tuned on the training clips (then the validation clips are scored)."""
+    ``fine_tuned``: that CLAP was fine-tuned on the training clips (then the validation clips are scored).
+    ``clap``: that CLAP already loaded (e.g. the job's served one); else it is loaded here."""
     t = cfg.augment.threshold
     if t != "auto":
         return float(t), None
@@ -137,7 +138,9 @@ def resolve_threshold(cfg: Config, prepared, out: Path, fine_tuned: bool = False
             return float(saved["p"]), saved
     records = frame[["path", "labels"]].to_dict("records")
     res = cfg.resources
-    if res.clap_gpus > 0:   # a GPU model never loads in the driver
+    if clap is not None:
+        record = calibrate(clap, pd.DataFrame(records), c.text_template, c.score)
+    elif res.clap_gpus > 0:   # a GPU model never loads in the driver
         import ray
 
         task = ray.remote(num_gpus=res.clap_gpus, num_cpus=res.cpus_per_actor)(_calibrate_with)

@@ -1,0 +1,57 @@
+"""Model servers (synthio_ray.serving): a model loaded once in Ray actors and called through a picklable
+stand-in that behaves like the model (same outputs, same exceptions), and servers that cannot start fail
+at once with the reason instead of waiting forever."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from synthio_ray.config import config_to_dict, load_config
+from synthio_ray.serving import ModelServer, ModelServers, ServedModel, ServerStartError
+
+TINY = ["models.t2a.steps=2", "models.t2a.batch_size=2"]
+
+
+def test_served_t2a_matches_the_model_and_is_loaded_once(ray_local):
+    cfg = load_config(None, TINY)
+    local = ModelServer("t2a", config_to_dict(cfg)).model
+    servers = ModelServers(cfg)
+    try:
+        t2a = servers.model("t2a")
+        assert t2a.sample_rate == local.sample_rate and t2a.model_id == local.model_id and t2a.steps == 2
+        for _ in range(2):   # two calls: one server, one load
+            waves = t2a.generate(["a dog barking", "rain on a roof"], [0.5, 0.5], [1, 2])
+        ref = local.generate(["a dog barking", "rain on a roof"], [0.5, 0.5], [1, 2])
+        assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(waves, ref))
+        loads = servers.loads()
+        assert [x["kind"] for x in loads] == ["t2a"] and loads[0]["load_seconds"] > 0
+        with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+            t2a.nonsense
+        # the stand-in travels to other processes (Ray Data actors) and still reaches the same server
+        clone = pickle.loads(pickle.dumps(t2a))
+        assert clone._slot is None and clone.model_id == t2a.model_id
+    finally:
+        servers.shutdown()
+
+
+def test_a_server_no_node_can_hold_fails_at_once_naming_the_key(ray_local):
+    servers = ModelServers(load_config(None, ["resources.t2a_gpus=1"]), wait_for_nodes=0)
+    with pytest.raises(ServerStartError, match=r"resources\.t2a_gpus.*no node"):
+        servers.start(["t2a"])
+
+
+def test_a_model_that_fails_to_load_is_an_error_with_the_cause(ray_local, tmp_path):
+    servers = ModelServers(load_config(None, []), t2a_path=str(tmp_path))   # an empty folder: no pipeline
+    try:
+        with pytest.raises(ServerStartError, match="t2a model server failed to load"):
+            servers.model("t2a")
+    finally:
+        servers.shutdown()
+
+
+def test_served_model_pickles_without_ray():
+    m = ServedModel("clap", [], {"model_id": "x", "sample_rate": 48000}, ["score"])
+    back = pickle.loads(pickle.dumps(m))
+    assert back.model_id == "x" and callable(back.score) and "clap" in repr(back)
