@@ -34,7 +34,7 @@ from synthio_ray.config import load_config  # noqa: E402
 from synthio_ray.data.labels import label_slugs  # noqa: E402
 from synthio_ray.data.manifest import load_prepared  # noqa: E402
 from synthio_ray.data.prepare import prepare_dataset  # noqa: E402
-from synthio_ray.pipeline.augment import _plan, gold_rows, run_augment  # noqa: E402
+from synthio_ray.pipeline.augment import _loads_by_kind, _plan, gold_rows, run_augment  # noqa: E402
 from synthio_ray.pipeline.llm_stages import CaptionWriter, pool_components  # noqa: E402
 from synthio_ray.pipeline.stages import Scorer, Synthesizer, label_text  # noqa: E402
 
@@ -138,10 +138,7 @@ def streaming(cfg, out: Path):
 
 
 def _loads(report) -> str:
-    kinds: dict[str, list[float]] = {}
-    for x in report.model_loads:
-        kinds.setdefault(x["kind"], []).append(x["load_seconds"])
-    return ", ".join(f"{k} {len(v)}x ({sum(v):.1f} s)" for k, v in kinds.items())
+    return ", ".join(f"{k} {len(v)}x ({sum(v):.1f} s)" for k, v in _loads_by_kind(report.model_loads).items())
 
 
 def main() -> None:
