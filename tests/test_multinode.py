@@ -28,8 +28,7 @@ def cluster(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                      "_temp_dir": str(tmp_path / "ray")})
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     ray.init(address=c.address, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     try:
@@ -72,25 +71,32 @@ def test_servers_land_on_the_nodes_that_offer_their_resources_and_survive_losing
     assert {x["node_id"] for x in _loads(ref) if x["kind"] != "t2a"} <= {cpu_node.node_id, gpu_a.node_id,
                                                                         cluster.head_node.node_id}
 
-    # the same run again; once round 0 has written clips, a second GPU node joins and the first is lost
+    # the same run again; once round 0 has written clips, a second GPU node joins and the first is lost.
+    # The job runs in a thread: Cluster.add_node installs signal handlers, which only the main thread may do.
     out = tmp_path / "disturbed"
     state: dict = {}
 
-    def lose_gpu_node():
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if len(list((out / "rounds" / "round_0").glob("part-*.parquet"))) >= 1:
-                state["gpu_b"] = cluster.add_node(num_cpus=2, num_gpus=1)
-                cluster.remove_node(gpu_a)
-                state["lost_at"] = time.monotonic()
-                return
-            time.sleep(0.2)
+    def job():
+        try:
+            state["report"] = run_augment(_cfg(prepared, cluster), out)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
+            state["error"] = e
 
-    killer = threading.Thread(target=lose_gpu_node, daemon=True)
-    killer.start()
-    report = run_augment(_cfg(prepared, cluster), out)
-    killer.join(timeout=60)
-    assert "lost_at" in state, "round 0 never wrote a part file"
+    runner = threading.Thread(target=job, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 300
+    while runner.is_alive() and time.monotonic() < deadline:
+        if len(list((out / "rounds" / "round_0").glob("part-*.parquet"))) >= 1:
+            state["gpu_b"] = cluster.add_node(num_cpus=2, num_gpus=1)
+            cluster.remove_node(gpu_a)
+            state["lost_at"] = time.monotonic()
+            break
+        time.sleep(0.2)
+    runner.join(timeout=600)
+    if "error" in state:
+        raise state["error"]
+    assert "lost_at" in state, "round 0 never wrote a part file before the job ended"
+    report = state["report"]
     a = pd.read_parquet(ref / "manifest.parquet").set_index("id").sort_index()
     b = pd.read_parquet(out / "manifest.parquet").set_index("id").sort_index()
     assert b.index.is_unique and list(a.index) == list(b.index)

@@ -200,7 +200,7 @@ def test_tiny_grid_table(ray_local, tiny, tmp_path, monkeypatch):
 
     made = []
 
-    def fake_run_augment(cfg, out):  # the real job is covered by tests/test_augment.py
+    def fake_run_augment(cfg, out, servers=None):  # the real job is covered by tests/test_augment.py
         made.append(cfg.augment.captions)
         fake_augment_output(out, tiny["prep"], k=cfg.augment.k, p_gen=0.5)
 
