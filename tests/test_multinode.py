@@ -24,7 +24,7 @@ SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n
 
 
 @pytest.fixture()
-def cluster(tmp_path):
+def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
@@ -89,13 +89,12 @@ def test_servers_land_on_the_nodes_that_offer_their_resources_and_survive_losing
         if len(list((out / "rounds" / "round_0").glob("part-*.parquet"))) >= 1:
             state["gpu_b"] = cluster.add_node(num_cpus=2, num_gpus=1)
             cluster.remove_node(gpu_a)
-            state["lost_at"] = time.monotonic()
             break
         time.sleep(0.2)
     runner.join(timeout=600)
     if "error" in state:
         raise state["error"]
-    assert "lost_at" in state, "round 0 never wrote a part file before the job ended"
+    assert "gpu_b" in state, "round 0 never wrote a part file before the job ended"
     report = state["report"]
     a = pd.read_parquet(ref / "manifest.parquet").set_index("id").sort_index()
     b = pd.read_parquet(out / "manifest.parquet").set_index("id").sort_index()
