@@ -57,8 +57,10 @@ def public_methods(model: Any) -> list[str]:
 
 class ModelServer:
     """Loads one model at construction and serves its methods; ``info()`` says what was loaded, where, and how
-    long the load took. ``log``: an optional actor with ``record.remote(dict)`` told of every load (a server
-    restarted after its node died loads again, and that load is counted too)."""
+    long the load took. ``log``: an optional actor with ``record.remote(dict)``, or the name of a named one, told
+    of every load (a server restarted after its node died loads again, and that load is counted too). The
+    servers get the name, not the handle: a handle among a restartable actor's constructor arguments makes
+    Ray keep the arguments in the object store and print a warning per actor (ray-project/ray#53727)."""
 
     def __init__(self, kind: str, cfg_tree: dict, path: str | None = None, log: Any = None):
         from synthio_ray.config import build_config
@@ -75,6 +77,10 @@ class ModelServer:
         self._info = {"kind": kind, "model_id": getattr(self.model, "model_id", kind),
                       "load_seconds": round(time.monotonic() - t0, 3), "host": socket.gethostname(),
                       "pid": os.getpid(), "node_id": _node_id(), "loaded_at": time.time()}
+        if isinstance(log, str):
+            import ray
+
+            log = ray.get_actor(log)
         if log is not None:
             log.record.remote(dict(self._info))
 

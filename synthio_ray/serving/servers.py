@@ -18,6 +18,7 @@ import functools
 import json
 import random
 import time
+import uuid
 from typing import Any
 
 from synthio_ray.config import Config, config_to_dict
@@ -132,6 +133,7 @@ class ModelServers:
         self._keys: dict[str, str] = {}
         self._models: dict[str, ServedModel] = {}
         self._log: Any = None
+        self._log_name: str | None = None
 
     def _key(self, kind: str) -> str:
         """What decides a kind's servers: its model section, the T2A path override, the resources."""
@@ -159,8 +161,10 @@ class ModelServers:
 
         if self._log is None:
             here = ray.get_runtime_context().get_node_id()   # on the driver's node: it lives as long as the job
+            self._log_name = f"synthio-loads-{uuid.uuid4().hex[:12]}"   # servers look it up by name
             self._log = ray.remote(num_cpus=0)(LoadLog).options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote()
+                name=self._log_name, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+            ).remote()
         return self._log
 
     def start(self, kinds: list[str]) -> "ModelServers":
@@ -179,7 +183,8 @@ class ModelServers:
             cls = ray.remote(ModelServer).options(num_cpus=cpus, num_gpus=gpus or 0, max_restarts=-1,
                                                   max_task_retries=-1)
             path = self.t2a_path if kind == "t2a" else None
-            self._handles[kind] = [cls.remote(kind, self._tree, path, self._load_log()) for _ in range(actors)]
+            self._load_log()
+            self._handles[kind] = [cls.remote(kind, self._tree, path, self._log_name) for _ in range(actors)]
             self._keys[kind] = self._key(kind)
         return self
 
