@@ -46,6 +46,10 @@ def parse_job_args(argv: list[str] | None, prog: str, description: str,
     """
     parser = _parser(prog, description, flags, default_config)
     args = parser.parse_args(argv)
+    if argv is None:   # a real command line (not a test calling main([...])): keep known library noise out
+        from synthio_ray.lognoise import filter_stderr
+
+        filter_stderr()
     overrides = list(args.overrides)
     for flag, (key, _) in flags.items():
         value = getattr(args, key.replace(".", "__"))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from synthio_ray.lognoise import stderr_isatty
 from synthio_ray.models.paths import is_builtin
 
 __all__ = ["LARGE_MODEL_BYTES", "JOBS", "ModelUse", "is_large", "in_driver", "captioner_gpus", "model_uses",
@@ -169,7 +170,7 @@ def print_placement_warnings(cfg, job: str, stream=None) -> list[str]:
     """Print ``placement_warnings`` to stderr (bold red on a terminal); returns them."""
     lines = placement_warnings(cfg, job)
     stream = stream or sys.stderr
-    tty = getattr(stream, "isatty", lambda: False)()
+    tty = stderr_isatty(stream)
     for line in lines:
         print(f"\033[1;31m{line}\033[0m" if tty else line, file=stream, flush=True)
     return lines

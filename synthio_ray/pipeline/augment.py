@@ -33,6 +33,7 @@ from synthio_ray.config import Config, build_config, config_to_dict
 from synthio_ray.data.labels import label_slugs
 from synthio_ray.data.manifest import PreparedDataset, load_prepared
 from synthio_ray.ids import clip_id
+from synthio_ray.lognoise import quiet_python
 from synthio_ray.pipeline.clap_adapt import adapt_clap
 from synthio_ray.pipeline.progress import Progress
 from synthio_ray.pipeline.llm_stages import CaptionWriter, ComponentExtractor, Reflector, pool_components
@@ -112,6 +113,7 @@ def ensure_ray(cfg: Config) -> None:
     ctx.enable_progress_bars = cfg.ray.progress == "on"
     ctx.print_on_execution_start = False
     ctx.verbose_stats_logs = False
+    quiet_python()
 
 
 def gold_rows(ds: PreparedDataset, max_seconds: float | None) -> pd.DataFrame:
@@ -240,9 +242,10 @@ def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict
 
 
 def _stream(cfg: Config, store: RunStore, r: int, df: pd.DataFrame, llm_stage: tuple, out: Path,
-            models: dict[str, Any], progress: Progress, report: AugmentReport) -> dict[str, int]:
+            models: dict[str, Any], progress: Progress, report: AugmentReport, expected: int) -> dict[str, int]:
     """Run one round's stream: LLM stage -> synthesis -> scoring -> part files. ``models``: the served
-    ``t2a`` and ``clap``. Returns status counts."""
+    ``t2a`` and ``clap``; ``expected``: the clips this stream will write (for the progress ETA). Returns
+    status counts."""
     res = cfg.resources
     stage_cls, stage_kwargs, done = llm_stage
     ds = _llm_rows(cfg, df, stage_cls, stage_kwargs)
@@ -253,6 +256,7 @@ def _stream(cfg: Config, store: RunStore, r: int, df: pd.DataFrame, llm_stage: t
     ds = ds.map_batches(Scorer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), model=models["clap"]),
                         batch_size=cfg.models.clap.batch_size, **_pool(cfg, res.clap_gpus, res.clap_actors, True))
     counts: dict[str, int] = {}
+    progress.expect(f"round {r}", expected)
     t0 = time.monotonic()
     first = last = None
     for batch in ds.iter_batches(batch_format="pandas", batch_size=None, prefetch_batches=0):
@@ -364,7 +368,8 @@ def _run(cfg: Config, out: Path, prepared: PreparedDataset, clap_dir: Path | Non
         writer = (CaptionWriter, dict(cfg=cfg, cache_dir=cache, pools=pools, slugs=slugs, domain=prepared.domain,
                                       chat_model=chat_model, ask=ask, final=ask + per_pass == asks,
                                       asks=per_pass), done)
-        _stream(cfg, store, 0, todo.drop(columns=["path"]), writer, out, models, progress, report)
+        left = sum(i not in done for s in todo["source_id"] for i in expected[s])
+        _stream(cfg, store, 0, todo.drop(columns=["path"]), writer, out, models, progress, report, left)
 
     for r in range(1, a.rounds + 1):
         previous = pd.concat([store.read_round(q) for q in range(r)], ignore_index=True)
@@ -380,7 +385,7 @@ def _run(cfg: Config, out: Path, prepared: PreparedDataset, clap_dir: Path | Non
         accepted = _accepted_components(cfg, previous, out, chat_model)
         reflector = (Reflector, dict(cfg=cfg, cache_dir=cache, round_=r, accepted=accepted,
                                      domain=prepared.domain, chat_model=chat_model), set())
-        _stream(cfg, store, r, rejected, reflector, out, models, progress, report)
+        _stream(cfg, store, r, rejected, reflector, out, models, progress, report, len(rejected))
     progress.close()
 
     manifest = store.write_manifest(a.exhausted)
