@@ -78,4 +78,7 @@ def _world(name: str) -> Path:
 
 
 if __name__ == "__main__":
+    from synthio_ray.lognoise import filter_stderr
+
+    filter_stderr()
     sys.exit(main())

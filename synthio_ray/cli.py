@@ -46,8 +46,8 @@ def parse_job_args(argv: list[str] | None, prog: str, description: str,
     """
     parser = _parser(prog, description, flags, default_config)
     args = parser.parse_args(argv)
-    if argv is None:   # a real command line (not a test calling main([...])): keep known library noise out
-        from synthio_ray.lognoise import filter_stderr
+    if Path(sys.argv[0]).name == Path(prog).name:   # this process is the job (not a test calling main([...])):
+        from synthio_ray.lognoise import filter_stderr  # keep known library noise out of its log
 
         filter_stderr()
     overrides = list(args.overrides)

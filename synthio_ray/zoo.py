@@ -44,6 +44,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -628,9 +629,14 @@ ENTRIES: dict[str, Callable[[str | Path], Path]] = {
 
 def _build_one(name: str, final: Path) -> None:
     """Build entry ``name`` into a temp folder beside ``final``, mark it complete, then swap it into place."""
+    from synthio_ray.models.paths import quiet_hub_progress
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
     try:
-        ENTRIES[name](tmp)
+        quiet_hub_progress()   # no "Writing model shards" bar per save of the build
+        with warnings.catch_warnings():   # diffusers' Oobleck VAE still builds with torch's old weight_norm
+            warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
+            ENTRIES[name](tmp)
         (tmp / MARKER).write_text(ZOO_VERSION + "\n")
         if final.exists():  # stale, incomplete or forced: move aside first (a folder cannot be replaced)
             trash = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=final.parent))

@@ -21,6 +21,7 @@ import soundfile as sf
 
 from synthio_ray.config import load_config
 from synthio_ray.data.prepare import prepare_dataset
+from synthio_ray.lognoise import is_harmless
 from synthio_ray.models.base import ChatModel, ChatResult
 from synthio_ray.pipeline.augment import run_augment
 from synthio_ray.pipeline.card import write_card
@@ -350,7 +351,11 @@ def test_resume_after_kill_9_keeps_finished_work_and_matches_an_undisturbed_run(
     base = ["data.n=8", f"augment.data={prepared}", "augment.k=3", "models.llm.batch_size=1",
             "models.t2a.batch_size=1", "models.clap.batch_size=1", f"augment.threshold={THRESHOLD}"]
     ref = tmp_path / "undisturbed"
-    assert subprocess.run(_job(ref, *base), cwd=REPO, env=env, capture_output=True, timeout=600).returncode == 0
+    run = subprocess.run(_job(ref, *base), cwd=REPO, env=env, capture_output=True, timeout=600, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    log = run.stdout + run.stderr        # a command-line run's log: one load per model, no known noise
+    assert not [ln for ln in log.splitlines() if is_harmless(ln)], "a known-harmless line reached the log"
+    assert all(f"{m}: loaded 1x" in log for m in ("llm", "t2a", "clap")), log[-1500:]
     out = tmp_path / "killed"
     cmd = _job(out, *base)
 
