@@ -2,7 +2,8 @@
 nodes on this machine, each declaring its own resources; a declared GPU is only a scheduling resource here):
 the model servers land on the nodes their requests fit, a request no node can meet fails fast saying
 which key, and losing the node that serves the text-to-audio model mid-round still ends with the same
-clips as an undisturbed run, none twice."""
+clips as an undisturbed run, none twice. The alignment job loses the node of its Ray Train worker
+mid-training and ends with the same trained adapters as an undisturbed run."""
 from __future__ import annotations
 
 import threading
@@ -23,12 +24,18 @@ SMALL = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n
          "resources.t2a_gpus=1", "resources.wait_for_nodes=120"]
 
 
+ALIGN = ["data.embedded_clips_per_class=4", "data.embedded_seconds=1.0", "data.n=8", "models.t2a.steps=4",
+         "models.t2a.crop_latents=true", "ray.progress=off", "align.losers=1", "align.batch_size=4",
+         "align.epochs=8", "align.max_failures=2", "align.keep_checkpoints=8"]
+
+
 @pytest.fixture()
-def cluster():
+def cluster(request):
     import ray
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    head_cpus = getattr(request, "param", 1)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False})
     ray.init(address=c.address, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     try:
@@ -119,3 +126,57 @@ def test_a_pool_no_node_can_hold_fails_fast_naming_the_key(cluster, tmp_path):
     with pytest.raises(ServerStartError, match=r"resources\.t2a_gpus.*no node"):
         run_augment(_cfg(prepared, cluster, "resources.wait_for_nodes=5"), tmp_path / "out")
     assert time.monotonic() - t0 < 120
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", [0], indirect=True)   # a head with no CPU: the train worker is elsewhere
+def test_alignment_survives_losing_its_train_worker_node(cluster, tmp_path):
+    import torch
+
+    from synthio_ray.train.align import run_align
+    from synthio_ray.train.align_loop import STATE_FILE
+
+    prepared = _prepared(tmp_path)
+    worker_node = cluster.add_node(num_cpus=2)   # the only node with CPUs: the train worker runs there
+    cluster.wait_for_nodes()
+    cfg = load_config(TINY, ALIGN + [f"align.data={prepared}", f"ray.address={cluster.address}"])
+    ref = run_align(cfg, tmp_path / "undisturbed", log=lambda _: None)
+
+    out = tmp_path / "disturbed"
+    state: dict = {}
+
+    def job():
+        try:
+            state["report"] = run_align(cfg, out, log=lambda _: None)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
+            state["error"] = e
+
+    runner = threading.Thread(target=job, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 300
+    while runner.is_alive() and time.monotonic() < deadline:    # once epoch 1's checkpoint is written
+        if any(p.is_dir() for p in (out / "ray_train" / "align").glob("checkpoint_*")):
+            cluster.add_node(num_cpus=2)
+            cluster.remove_node(worker_node)
+            state["lost"] = True
+            break
+        time.sleep(0.05)
+    runner.join(timeout=600)
+    if "error" in state:
+        raise state["error"]
+    assert "lost" in state, "training ended before its worker's node could be removed"
+
+    def final(run: Path) -> dict:
+        kept = [p for p in (run / "ray_train" / "align").glob("checkpoint_*") if p.is_dir()]
+        last = max(kept, key=lambda p: p.name)    # checkpoint_<timestamp>
+        return torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)
+
+    a, b = final(ref.out), final(out)
+    assert a["starts"] == [0] and len(b["starts"]) >= 2 and 0 < b["starts"][1] < 8, b["starts"]   # resumed
+    assert b["epoch"] == a["epoch"] == 8
+    drop = ("seconds", "step_s")
+    assert [{k: v for k, v in e.items() if k not in drop} for e in b["history"]] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in a["history"]]
+    for name, tensor in a["trainable"].items():      # the same training as without the loss, bit for bit
+        torch.testing.assert_close(b["trainable"][name], tensor, rtol=0, atol=0, msg=name)
+    assert (out / "checkpoint").is_dir() and (out / "metrics.json").is_file()
