@@ -1,6 +1,7 @@
 """The world report: how well each trained model of the procedural world does its job, and the method's effects.
 
     python jobs/world_report.py [--out DIR] [--parts models,align,augment] [--seeds 0,1,2] [--models DIR]
+                                [key=value ...]
 
 ``models``: the trained world zoo (default: the committed ``world:`` weights; ``--models DIR`` for the folder
 ``python -m synthio_ray.trained_zoo train --work DIR`` wrote) measured on held-out target clips with the judge:
@@ -8,7 +9,9 @@ VAE reconstruction ceiling, LLM answers that pass the checks per prompt, CLAP ze
 un-aligned text-to-audio model's label consistency and the CLAP filter's gap. ``align``: Diffusion-DPO and
 ERM through the align job, judge Frechet distance aligned / un-aligned. ``augment``: the grid job on the
 embedded world (Synthio, the baselines and every ablation minus gold-only). Writes OUT/world_report.json
-and OUT/world_report.md; a re-run reuses finished alignments and grid trials in OUT.
+and OUT/world_report.md; a re-run reuses finished alignments and grid trials in OUT (use another OUT
+for other settings). ``key=value``: dotted config overrides for the align and augment parts, as the jobs
+take them (``align.lr=5e-4``).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/world_report", help="output folder")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the align and augment parts")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (align/augment parts)")
     args = p.parse_args(argv)
     parts = [x for x in args.parts.split(",") if x]
     bad = sorted(set(parts) - set(PARTS))
@@ -38,13 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     from synthio_ray.cli import DEFAULT_CONFIG
-    from synthio_ray.config import load_config
+    from synthio_ray.config import ConfigError, load_config
     from synthio_ray.world.judge import Judge
     from synthio_ray.world.report import markdown, model_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(args.config or DEFAULT_CONFIG)
+    try:
+        cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     judge = Judge.load(Path(args.models) / "judge" if args.models else _world("judge"))
     rows, extra, seconds = [], {}, {}
     for part in parts:
@@ -64,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds[part] = round(time.monotonic() - t0)
         print(f"[world_report] {part}: {seconds[part]} s", flush=True)
     table = markdown(rows)
-    (out / "world_report.json").write_text(json.dumps({"rows": rows, "seconds": seconds, **extra}, indent=1))
+    (out / "world_report.json").write_text(json.dumps({"rows": rows, "seconds": seconds,
+                                                       "overrides": args.overrides, **extra}, indent=1))
     (out / "world_report.md").write_text(table + "\n")
     print(table)
     print(f"written to {out} ({', '.join(f'{k} {v} s' for k, v in seconds.items())})")

@@ -3,11 +3,12 @@
 ``alignment_rows(cfg, out)``: for each seed, the align job (``run_align``) with Diffusion-DPO and with ERM on
 the embedded D_small, then clips for every target label from the un-aligned and the aligned models; the
 judge's Frechet distance of each set to held-out target clips, as aligned / un-aligned (mean ± std over
-seeds). ``augmentation_rows(cfg, out)``: the grid job (``run_grid``) on the embedded world, each row's test
+seeds); each seed's figures go to ``out/figures.json`` as soon as they are measured. ``augmentation_rows(cfg, out)``: the grid job (``run_grid``) on the embedded world, each row's test
 accuracy minus gold-only. Rows are ``{"measure", "value", "target", "met"}`` like the model rows.
 """
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Callable, Sequence
@@ -68,6 +69,7 @@ def alignment_rows(cfg: Config, out: str | Path, judge: Judge, seeds: Sequence[i
                                        "ratio": round(d / d0, 4), "judge_unaligned": round(acc0, 4),
                                        "judge_aligned": round(acc, 4)})
             log(f"{objective} seed {seed}: {figures[objective][-1]}")
+            (out / "figures.json").write_text(json.dumps(figures, indent=1))   # kept if a later seed is cut off
     rows = []
     for objective, target in (("dpo", "<= 0.75"), ("erm", "reported")):
         m, s = _mean_std([f["ratio"] for f in figures[objective]])
