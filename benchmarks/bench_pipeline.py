@@ -8,7 +8,8 @@
 (b) the authors' way: each stage over all rows before the next starts, one clip per T2A call, in one
     process (the same plain stage classes, so only the execution differs).
 Prints clips/s of each and their ratio; the shared-core limit (every stage competes for the same cores,
-so the best end-to-end rate is 1 / the sum of each stage's seconds per clip, measured alone) and each
+so the best end-to-end rate is C / the sum of each stage's seconds per clip, measured alone on one thread,
+for C cores running single-threaded stages: ``resources.torch_threads=1``) and each
 result's ratio to it; how many times each model was loaded; with ``--rounds R`` each reflection round's
 clips/s next to round 0's; and the peak resident memory of the whole process tree (driver and Ray workers)
 for N and for 4N gold clips.
@@ -177,8 +178,11 @@ def main() -> None:
         print("stages alone      : " + ", ".join(f"{k} {v:.2f} clips/s" for k, v in alone.items()))
         print(f"streaming efficiency = {rate_stream:.2f} / {alone[slow]:.2f} ({slow}) = {rate_stream / alone[slow]:.2f} "
               f"end to end; {steady / alone[slow]:.2f} once rows flow")
-        limit = 1.0 / sum(1.0 / v for v in alone.values())
-        print(f"shared-core limit : {limit:6.2f} clips/s (1 / sum of the stages' s/clip); streaming at N: "
+        # each stage alone ran on torch_threads threads; with one thread each, C cores run C of them at once
+        par = os.cpu_count() if cfg.resources.torch_threads == 1 else 1
+        limit = par / sum(1.0 / v for v in alone.values())
+        print(f"shared-core limit : {limit:6.2f} clips/s ({par} / sum of the stages' s/clip, single-threaded "
+              f"stages on {os.cpu_count()} cores); streaming at N: "
               f"{rate_stream / limit:.2f} of it end to end, {steady / limit:.2f} once rows flow")
         print(f"model loads, N    : {_loads(rep_n)}")
         for r, t in sorted(rep_n.round_timing.items()):
