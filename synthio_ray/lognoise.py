@@ -54,9 +54,9 @@ def quiet_python() -> None:
     except ImportError:
         return
     # The high-memory detector compares each map actor's memory with its request (none). Our stage actors
-    # hold no model (the weights live in the model servers, which request their resources); their ~230 MB is
-    # the interpreter with torch imported, flat over the run. It printed that figure every 30 s. The hanging
-    # detector stays on.
+    # hold no model (the weights live in the model servers, which request their resources) and do not import
+    # torch; their memory is the interpreter with pandas and Ray, flat over the run. It printed that figure
+    # every 30 s. The hanging detector stays on.
     DataContext.get_current().issue_detectors_config.high_memory_detector_config.detection_time_interval_s = -1
 
 

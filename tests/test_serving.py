@@ -55,3 +55,29 @@ def test_served_model_pickles_without_ray():
     m = ServedModel("clap", [], {"model_id": "x", "sample_rate": 48000}, ["score"])
     back = pickle.loads(pickle.dumps(m))
     assert back.model_id == "x" and callable(back.score) and "clap" in repr(back)
+
+
+def test_the_stage_actors_of_served_models_do_not_import_torch():
+    """Each round starts its forwarders afresh: with the model served, building the stages must not pay
+    for importing torch (seconds of CPU and about 250 MB per actor)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(repo)!r})
+        from synthio_ray.config import load_config
+        from synthio_ray.pipeline.llm_stages import Reflector
+        from synthio_ray.pipeline.stages import Scorer, Synthesizer
+        cfg = load_config({str(repo / "configs" / "tiny.yaml")!r}, ["augment.threshold=0.1"])
+        Synthesizer(cfg, "/tmp/unused", model=object())
+        Scorer(cfg, "/tmp/unused", model=object())
+        Reflector(cfg, "/tmp/unused", round_=1, accepted={{}}, domain="", chat_model=object())
+        print("torch" in sys.modules)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "False"

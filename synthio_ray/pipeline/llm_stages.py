@@ -65,7 +65,6 @@ class _LLMStage:
     schema: dict = {}
 
     def __init__(self, cfg: Config, cache_dir: str | Path, chat_model: Any = None):
-        _threads(cfg.resources.torch_threads)
         self.cfg = cfg
         self.llm_cfg = cfg.models.llm
         self._model = chat_model
@@ -76,6 +75,7 @@ class _LLMStage:
         if self._model is None:
             from synthio_ray.models.llm import load_chat_model
 
+            _threads(self.cfg.resources.torch_threads)
             self._model = load_chat_model(self.llm_cfg)
         return self._model
 

@@ -136,11 +136,11 @@ class Synthesizer:
     """
 
     def __init__(self, cfg: Config, out_dir: str | Path, t2a_path: str | None = None, model: Any = None):
-        _threads(cfg.resources.torch_threads)
         self.cfg, self.out = cfg, Path(out_dir)
-        if model is None:
+        if model is None:   # a served model needs no torch here: a forwarder starts without importing it
             from synthio_ray.models.t2a import load_t2a
 
+            _threads(cfg.resources.torch_threads)
             model = load_t2a(cfg.models.t2a, t2a_path)
         self.model = model
 
@@ -189,11 +189,11 @@ class Scorer:
         if cfg.augment.threshold == "auto":
             raise ValueError("augment.threshold=auto must be calibrated before scoring: run_augment does it "
                              "(synthio_ray.pipeline.threshold.resolve_threshold); give Scorer a number")
-        _threads(cfg.resources.torch_threads)
         self.cfg, self.out = cfg, Path(out_dir)
         if model is None:
             from synthio_ray.models.clap import load_clap
 
+            _threads(cfg.resources.torch_threads)
             model = load_clap(cfg.models.clap)
         self.model = model
 
