@@ -61,6 +61,33 @@ def _loads(out: Path) -> list[dict]:
     return json.loads((out / "report.json").read_text())["model_loads"]
 
 
+def _lose_a_node_midway(run, ready, swap, poll: float = 0.1):
+    """``run()`` in a thread (Cluster.add_node installs signal handlers, which only the main thread may
+    do); as soon as ``ready()`` holds, ``swap()`` (add a node, remove another). Returns (run's result,
+    whether the swap happened); re-raises run's error here."""
+    state: dict = {}
+
+    def job():
+        try:
+            state["result"] = run()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
+            state["error"] = e
+
+    runner = threading.Thread(target=job, daemon=True)
+    runner.start()
+    deadline, swapped = time.monotonic() + 300, False
+    while runner.is_alive() and time.monotonic() < deadline:
+        if ready():
+            swap()
+            swapped = True
+            break
+        time.sleep(poll)
+    runner.join(timeout=600)
+    if "error" in state:
+        raise state["error"]
+    return state.get("result"), swapped
+
+
 @pytest.mark.slow
 def test_servers_land_on_the_nodes_that_offer_their_resources_and_survive_losing_one(cluster, tmp_path):
     import ray
@@ -78,31 +105,18 @@ def test_servers_land_on_the_nodes_that_offer_their_resources_and_survive_losing
     assert {x["node_id"] for x in _loads(ref) if x["kind"] != "t2a"} <= {cpu_node.node_id, gpu_a.node_id,
                                                                         cluster.head_node.node_id}
 
-    # the same run again; once round 0 has written clips, a second GPU node joins and the first is lost.
-    # The job runs in a thread: Cluster.add_node installs signal handlers, which only the main thread may do.
+    # the same run again; once round 0 has written clips, a second GPU node joins and the first is lost
     out = tmp_path / "disturbed"
     state: dict = {}
 
-    def job():
-        try:
-            state["report"] = run_augment(_cfg(prepared, cluster), out)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
-            state["error"] = e
+    def swap():
+        state["gpu_b"] = cluster.add_node(num_cpus=2, num_gpus=1)
+        cluster.remove_node(gpu_a)
 
-    runner = threading.Thread(target=job, daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 300
-    while runner.is_alive() and time.monotonic() < deadline:
-        if len(list((out / "rounds" / "round_0").glob("part-*.parquet"))) >= 1:
-            state["gpu_b"] = cluster.add_node(num_cpus=2, num_gpus=1)
-            cluster.remove_node(gpu_a)
-            break
-        time.sleep(0.2)
-    runner.join(timeout=600)
-    if "error" in state:
-        raise state["error"]
-    assert "gpu_b" in state, "round 0 never wrote a part file before the job ended"
-    report = state["report"]
+    report, swapped = _lose_a_node_midway(lambda: run_augment(_cfg(prepared, cluster), out),
+                                          lambda: any((out / "rounds" / "round_0").glob("part-*.parquet")),
+                                          swap, poll=0.2)
+    assert swapped, "round 0 never wrote a part file before the job ended"
     a = pd.read_parquet(ref / "manifest.parquet").set_index("id").sort_index()
     b = pd.read_parquet(out / "manifest.parquet").set_index("id").sort_index()
     assert b.index.is_unique and list(a.index) == list(b.index)
@@ -143,28 +157,15 @@ def test_alignment_survives_losing_its_train_worker_node(cluster, tmp_path):
     ref = run_align(cfg, tmp_path / "undisturbed", log=lambda _: None)
 
     out = tmp_path / "disturbed"
-    state: dict = {}
 
-    def job():
-        try:
-            state["report"] = run_align(cfg, out, log=lambda _: None)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
-            state["error"] = e
+    def swap():
+        cluster.add_node(num_cpus=2)
+        cluster.remove_node(worker_node)
 
-    runner = threading.Thread(target=job, daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 300
-    while runner.is_alive() and time.monotonic() < deadline:    # once epoch 1's checkpoint is written
-        if any(p.is_dir() for p in (out / "ray_train" / "align").glob("checkpoint_*")):
-            cluster.add_node(num_cpus=2)
-            cluster.remove_node(worker_node)
-            state["lost"] = True
-            break
-        time.sleep(0.05)
-    runner.join(timeout=600)
-    if "error" in state:
-        raise state["error"]
-    assert "lost" in state, "training ended before its worker's node could be removed"
+    _, swapped = _lose_a_node_midway(       # once epoch 1's checkpoint is written
+        lambda: run_align(cfg, out, log=lambda _: None),
+        lambda: any(p.is_dir() for p in (out / "ray_train" / "align").glob("checkpoint_*")), swap, poll=0.05)
+    assert swapped, "training ended before its worker's node could be removed"
 
     def final(run: Path) -> dict:
         kept = [p for p in (run / "ray_train" / "align").glob("checkpoint_*") if p.is_dir()]
