@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 __all__ = ["HARMLESS", "filter_stderr", "quiet_python", "stderr_isatty", "is_harmless"]
 
@@ -49,14 +50,18 @@ def quiet_python() -> None:
     """Quiet the known-harmless Python-side notices of Ray Data."""
     # We turn Ray Data's bars off on purpose (our own progress line replaces them); its notice says so once.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    # A round with fewer blocks than forwarding tasks (a resumed run's last rows, a small reflection round)
+    # runs fewer tasks than its limit: nothing is waiting, so the advice to repartition has nothing to gain.
+    warnings.filterwarnings("ignore", message=r"The maximum number of concurrent tasks for .* but the operator "
+                            r"only received", category=UserWarning)
     try:
         from ray.data import DataContext
     except ImportError:
         return
-    # The high-memory detector compares each map actor's memory with its request (none). Our stage actors
-    # hold no model (the weights live in the model servers, which request their resources) and do not import
-    # torch; their memory is the interpreter with pandas and Ray, flat over the run. It printed that figure
-    # every 30 s. The hanging detector stays on.
+    # The high-memory detector compares each map worker's memory with its request (none). Our forwarding
+    # tasks hold no model (the weights live in the model servers, which request their resources) and do not
+    # import torch; their memory is the interpreter with pandas and Ray, flat over the run. It printed that
+    # figure every 30 s. The hanging detector stays on.
     DataContext.get_current().issue_detectors_config.high_memory_detector_config.detection_time_interval_s = -1
 
 

@@ -12,7 +12,9 @@ Phases (each resumable; see ``store.py``):
 
 Each model loads once per job (``synthio_ray.serving``): the T2A, CLAP and (transformers) LLM servers start
 before the plan, load while it runs, and serve every round's Ray Data actors, which only move rows; the
-report and the card list every load. A ``ray.data.llm`` processor (vLLM) still starts per stream.
+report and the card list every load. The stages of served models run as Ray Data tasks on worker processes
+that stay warm from round to round (``forward.py``). A ``ray.data.llm`` processor (vLLM) still starts per
+stream.
 
 Before round 0, ``augment.threshold=auto`` is calibrated on the gold clips with the CLAP that scores
 (``threshold.py``; ``OUT/clap_threshold.json``, in ``report.json`` and the card).
@@ -35,6 +37,7 @@ from synthio_ray.data.manifest import PreparedDataset, load_prepared
 from synthio_ray.ids import clip_id
 from synthio_ray.lognoise import quiet_python
 from synthio_ray.pipeline.clap_adapt import adapt_clap
+from synthio_ray.pipeline.forward import ready, served_map, served_options, warm_workers
 from synthio_ray.pipeline.progress import Progress
 from synthio_ray.pipeline.llm_stages import CaptionWriter, ComponentExtractor, Reflector, pool_components
 from synthio_ray.pipeline.stages import GoldCaptioner, Scorer, Synthesizer, label_text
@@ -127,19 +130,18 @@ def gold_rows(ds: PreparedDataset, max_seconds: float | None) -> pd.DataFrame:
     })
 
 
-# CPUs of a stage actor whose model is served (it moves rows, reads and writes files; the server computes)
-FORWARDER_CPUS = 0.05
-
-
-def _pool(cfg: Config, gpus: float, actors: int, served: bool = False) -> dict[str, Any]:
-    """map_batches options of a stage's actor pool. ``served``: the model runs in ``actors`` servers, so the
-    pool is 2 light actors per server (one batch computing while the other's rows are written), no GPU."""
+def _pool(cfg: Config, gpus: float, actors: int) -> dict[str, Any]:
+    """map_batches options of a stage's actor pool (a stage that loads its own model)."""
     from ray.data import ActorPoolStrategy
 
-    if served:
-        return dict(compute=ActorPoolStrategy(size=2 * actors), num_cpus=FORWARDER_CPUS, batch_format="pandas")
     return dict(compute=ActorPoolStrategy(size=actors), num_gpus=gpus or None,
                 num_cpus=cfg.resources.cpus_per_actor, batch_format="pandas")
+
+
+def _forwarders(cfg: Config) -> int:
+    """Forwarding tasks at once in a stream: two per model server (one batch computing, one queued)."""
+    r = cfg.resources
+    return 2 * (r.llm_actors + r.t2a_actors + r.clap_actors)
 
 
 def _dataset(df: pd.DataFrame, rows_per_block: int = 4) -> Any:
@@ -221,9 +223,10 @@ def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict
 
     res = cfg.resources
     if not uses_processor(cfg):
-        served = isinstance(stage_kwargs.get("chat_model"), ServedModel)
+        if isinstance(stage_kwargs.get("chat_model"), ServedModel):
+            return served_map(_dataset(df), stage_cls, stage_kwargs, cfg.models.llm.batch_size, _forwarders(cfg))
         return _dataset(df).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs, batch_size=cfg.models.llm.batch_size,
-                                        **_pool(cfg, res.llm_gpus, res.llm_actors, served))
+                                        **_pool(cfg, res.llm_gpus, res.llm_actors))
     probe = stage_cls(**{**stage_kwargs, "chat_model": None})
     cached = probe.cached(df) if len(df) else []
     ready, ask = df[[c for c in cached]], df[[not c for c in cached]]
@@ -241,20 +244,24 @@ def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
+def _drop_done(df: pd.DataFrame, done: frozenset) -> pd.DataFrame:
+    return df[~df["id"].isin(done)]
+
+
 def _stream(cfg: Config, store: RunStore, r: int, df: pd.DataFrame, llm_stage: tuple, out: Path,
             models: dict[str, Any], progress: Progress, report: AugmentReport, expected: int) -> dict[str, int]:
     """Run one round's stream: LLM stage -> synthesis -> scoring -> part files. ``models``: the served
     ``t2a`` and ``clap``; ``expected``: the clips this stream will write (for the progress ETA). Returns
     status counts."""
-    res = cfg.resources
     stage_cls, stage_kwargs, done = llm_stage
     ds = _llm_rows(cfg, df, stage_cls, stage_kwargs)
-    if done:
-        ds = ds.filter(lambda row, done=frozenset(done): row["id"] not in done, num_cpus=FORWARDER_CPUS)
-    ds = ds.map_batches(Synthesizer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), model=models["t2a"]),
-                        batch_size=cfg.models.t2a.batch_size, **_pool(cfg, res.t2a_gpus, res.t2a_actors, True))
-    ds = ds.map_batches(Scorer, fn_constructor_kwargs=dict(cfg=cfg, out_dir=str(out), model=models["clap"]),
-                        batch_size=cfg.models.clap.batch_size, **_pool(cfg, res.clap_gpus, res.clap_actors, True))
+    size = _forwarders(cfg)
+    if done:   # with the served stages' options, so it fuses into their tasks
+        ds = ds.map_batches(_drop_done, fn_kwargs=dict(done=frozenset(done)), **served_options(size))
+    ds = served_map(ds, Synthesizer, dict(cfg=cfg, out_dir=str(out), model=models["t2a"]), cfg.models.t2a.batch_size,
+                    size)
+    ds = served_map(ds, Scorer, dict(cfg=cfg, out_dir=str(out), model=models["clap"]), cfg.models.clap.batch_size,
+                    size)
     counts: dict[str, int] = {}
     progress.expect(f"round {r}", expected)
     t0 = time.monotonic()
@@ -323,16 +330,17 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     serve_llm = chat_model is None and cfg.models.llm.backend == "transformers" and not uses_processor(cfg)
     try:
         servers.start(["llm", "t2a", "clap"] if serve_llm else ["t2a", "clap"])   # they load while we plan
+        warm = warm_workers(_forwarders(cfg))   # and the forwarding tasks' worker processes start
         return _run(cfg, out, prepared, clap_dir, gold, slugs, store, progress, servers,
-                    servers.model("llm") if serve_llm else chat_model)
+                    servers.model("llm") if serve_llm else chat_model, warm)
     finally:
         if own:
             servers.shutdown()
 
 
 def _run(cfg: Config, out: Path, prepared: PreparedDataset, clap_dir: Path | None, gold: pd.DataFrame,
-         slugs: dict, store: RunStore, progress: Progress, servers: ModelServers, chat_model: Any
-         ) -> AugmentReport:
+         slugs: dict, store: RunStore, progress: Progress, servers: ModelServers, chat_model: Any,
+         warm: list) -> AugmentReport:
     """run_augment once Ray and the model servers are up: calibrate p, plan, stream the rounds, write."""
     from synthio_ray.pipeline.llm_processor import uses_processor
 
@@ -355,6 +363,7 @@ def _run(cfg: Config, out: Path, prepared: PreparedDataset, clap_dir: Path | Non
                 for sid, labs in zip(plan["source_id"], plan["labels"])}
     report.skipped_done += len(done0)
     models["t2a"] = servers.model("t2a")
+    ready(warm)
     asks = 1 if a.captions == "template" else a.caption_asks
     # a ChatModel answers inside the stage: one stream runs every ask; a processor (vLLM) needs a pass per ask
     per_pass = 1 if uses_processor(cfg) else asks
