@@ -1,7 +1,7 @@
 """The world report: how well each trained model of the procedural world does its job, and the method's effects.
 
     python jobs/world_report.py [--out DIR] [--parts models,align,augment] [--seeds 0,1,2] [--models DIR]
-                                [key=value ...]
+                                [--methods synthio,wo_dpo,...] [key=value ...]
 
 ``models``: the trained world zoo (default: the committed ``world:`` weights; ``--models DIR`` for the folder
 ``python -m synthio_ray.trained_zoo train --work DIR`` wrote) measured on held-out target clips with the judge:
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/world_report", help="output folder")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the align and augment parts")
+    p.add_argument("--methods", default=None, help="comma-separated grid rows of the augment part (default: "
+                   "gold, every baseline and ablation); gold is always added")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (align/augment parts)")
     args = p.parse_args(argv)
     parts = [x for x in args.parts.split(",") if x]
@@ -41,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown parts {bad}; choose from {', '.join(PARTS)}", file=sys.stderr)
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
+    from synthio_ray.world.effects import GRID_METHODS
+
+    methods = GRID_METHODS if args.methods is None else ["gold"] + [m for m in args.methods.split(",")
+                                                                    if m and m != "gold"]
+    unknown = sorted(set(methods) - set(GRID_METHODS))
+    if unknown:
+        print(f"error: unknown methods {unknown}; choose from {', '.join(GRID_METHODS)}", file=sys.stderr)
+        return 2
     from synthio_ray.cli import DEFAULT_CONFIG
     from synthio_ray.config import ConfigError, load_config
     from synthio_ray.world.judge import Judge
@@ -67,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from synthio_ray.world.effects import augmentation_rows
 
-            r, extra["grid_table"] = augmentation_rows(cfg, out / "grid", seeds=seeds)
+            r, extra["grid_table"] = augmentation_rows(cfg, out / "grid", methods, seeds=seeds)
             rows += r
         seconds[part] = round(time.monotonic() - t0)
         print(f"[world_report] {part}: {seconds[part]} s", flush=True)

@@ -21,3 +21,11 @@ def test_unknown_part_and_unknown_key_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "align.lerning_rate: unknown key" in err and "lr" in err
     assert not (tmp_path / "b" / "world_report.json").exists()
+
+
+def test_unknown_method_is_refused_with_the_known_ones(tmp_path, capsys):
+    main = _main()
+    assert main(["--parts", "augment", "--methods", "synthio,wo_dpoo", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown methods ['wo_dpoo']" in err and "wo_dpo" in err
+    assert not (tmp_path / "c" / "world_report.json").exists()
