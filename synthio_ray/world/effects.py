@@ -100,10 +100,13 @@ def augmentation_rows(cfg: Config, out: str | Path, methods: Sequence[str] = tup
             rows.append({"measure": f"augmentation n={n}: {method}", "value": None, "target": "reported",
                          "met": None})
             continue
-        mean, std = float(score.loc[method, "mean"]), float(score.loc[method, "std"] or 0.0)
+        count = int(score.loc[method, "count"])
+        mean = float(score.loc[method, "mean"])
+        std = float(score.loc[method, "std"]) if count > 1 else 0.0   # pandas gives nan for one seed
         gain = 100 * (mean - gold)
         target = ">= +5 points" if method == "synthio" else "reported"
-        rows.append({"measure": f"augmentation n={n}: {method} test accuracy (minus gold-only)",
+        rows.append({"measure": f"augmentation n={n}: {method} test accuracy (minus gold-only), {count} seed"
+                                f"{'s' if count > 1 else ''}",
                      "value": f"{100 * mean:.2f} ± {100 * std:.2f} ({gain:+.2f})", "target": target,
                      "met": gain >= 5 if method == "synthio" else None})
     return rows, report.markdown
