@@ -98,8 +98,11 @@ def test_servers_land_on_the_nodes_that_offer_their_resources_and_survive_losing
     cpu_node = cluster.add_node(num_cpus=2)
     gpu_a = cluster.add_node(num_cpus=2, num_gpus=1)
     cluster.wait_for_nodes()
+    # k=4: 32 clips in round 0, so T2A work is left when its first part file lands (a round's clips arrive
+    # in a few bursts; with k=2 the whole job could finish before the node was gone)
+    cfg = _cfg(prepared, cluster, "augment.k=4")
     ref = tmp_path / "undisturbed"
-    run_augment(_cfg(prepared, cluster), ref)
+    run_augment(cfg, ref)
     t2a = [x for x in _loads(ref) if x["kind"] == "t2a"]
     assert [x["node_id"] for x in t2a] == [gpu_a.node_id]          # the only node with a GPU
     assert {x["node_id"] for x in _loads(ref) if x["kind"] != "t2a"} <= {cpu_node.node_id, gpu_a.node_id,
@@ -113,7 +116,7 @@ def test_servers_land_on_the_nodes_that_offer_their_resources_and_survive_losing
         state["gpu_b"] = cluster.add_node(num_cpus=2, num_gpus=1)
         cluster.remove_node(gpu_a)
 
-    report, swapped = _lose_a_node_midway(lambda: run_augment(_cfg(prepared, cluster), out),
+    report, swapped = _lose_a_node_midway(lambda: run_augment(cfg, out),
                                           lambda: any((out / "rounds" / "round_0").glob("part-*.parquet")),
                                           swap, poll=0.2)
     assert swapped, "round 0 never wrote a part file before the job ended"
