@@ -115,7 +115,7 @@ def rotary_inv_freq(head_dim: int) -> torch.Tensor:
 
 def _unit(tail: str) -> tuple[str, bool] | None:
     """A residual unit's ``layers.<i>.<tensor>`` -> (diffusers name, is snake)."""
-    m = re.fullmatch(rf"layers\.([0-3])\.(.+)", tail)
+    m = re.fullmatch(r"layers\.([0-3])\.(.+)", tail)
     if not m:
         return None
     i, t = int(m.group(1)), m.group(2)
