@@ -51,13 +51,17 @@ BASELINES = ("gold",) + CLASSIC_METHODS + RETRIEVAL_ROWS
 # self-reflection and keeps DPO and the CLAP filter.
 SYNTHIO = {"augment.captions": "mixcap", "augment.clap_filter": True}
 PLAIN = {"augment.rounds": 0, "augment.clap_filter": False}
+# Filtered once, no reflection (paper: "iterate and filter only once"): the rejected clips leave the set. Under
+# augment.exhausted=best a chain with no reflection round would keep its only clip, rejected or not, and the
+# filter would change nothing (the row would be w/o CLAP filter under another name).
+ONCE = {"augment.rounds": 0, "augment.exhausted": "drop"}
 SYNTH_VARIANTS: dict[str, tuple[str | None, dict]] = {
     "synthio": ("dpo", SYNTHIO),
     "vanilla_syn": (None, {**SYNTHIO, "augment.captions": "template", **PLAIN}),
     "vanilla_llm": (None, {**SYNTHIO, "augment.captions": "llm", **PLAIN}),
-    "w_template": ("dpo", {**SYNTHIO, "augment.captions": "template", "augment.rounds": 0}),
+    "w_template": ("dpo", {**SYNTHIO, "augment.captions": "template", **ONCE}),
     "w_erm": ("erm", SYNTHIO),
-    "wo_reflection": ("dpo", {**SYNTHIO, "augment.rounds": 0}),
+    "wo_reflection": ("dpo", {**SYNTHIO, **ONCE}),
     "wo_mixcap": ("dpo", {**SYNTHIO, "augment.captions": "llm"}),
     "wo_dpo": (None, SYNTHIO),
     "wo_clap": ("dpo", {**SYNTHIO, "augment.clap_filter": False}),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,6 +302,10 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     a = cfg.augment
+    if a.clap_filter and a.rounds == 0 and a.exhausted == "best":
+        print("[augment] warning: augment.rounds=0 with augment.exhausted=best keeps every clip (a chain with no "
+              "reflection round keeps its only clip, accepted or not), so the CLAP filter removes nothing; set "
+              "augment.exhausted=drop to filter once (the paper's w/o self-reflection)", file=sys.stderr, flush=True)
     # The embedded default is prepared inside OUT under a "__" name: datasets' audiofolder loader skips
     # such folders, so its split-named files (train.parquet, ...) do not confuse load_dataset(data_dir=OUT).
     data_dir = Path(a.data) if a.data else out / "__prepared__"
