@@ -63,13 +63,12 @@ def test_exhausted_chains_keep_their_best_clip_or_are_dropped():
     assert ids(select_synthetic(m, p=0.5)) == ["s1-c0-r0", "s1-c1-r0", "s1-c2-r2", "s2-c1-r2"]
 
 
-@pytest.mark.parametrize("policy", ["best", "drop"])
-def test_manifest_marks_the_final_set(tmp_path, policy):
+def hand_store(folder: Path, m: pd.DataFrame):
+    """An augmentation output folder holding ``m``'s rows as the job's part files (no manifest yet)."""
     from synthio_ray.pipeline.stages import CLIP_COLUMNS
     from synthio_ray.pipeline.store import RunStore
 
-    m = hand_manifest()
-    store = RunStore(tmp_path)
+    store = RunStore(folder)
     for r, grp in m.groupby("round"):
         rows = pd.DataFrame([{c: None for c in CLIP_COLUMNS} for _ in range(len(grp))])
         for col in ("id", "source_id", "caption_index", "round", "clap_score", "status"):
@@ -78,7 +77,12 @@ def test_manifest_marks_the_final_set(tmp_path, policy):
         rows["label"], rows["labels"], rows["label_slug"] = "dog", [["dog"]] * len(grp), "dog"
         rows["path"] = [f"audio/{i}.flac" for i in grp["id"]]
         store.append(int(r), rows)
-    out = store.write_manifest(policy).set_index("id")
+    return store
+
+
+@pytest.mark.parametrize("policy", ["best", "drop"])
+def test_manifest_marks_the_final_set(tmp_path, policy):
+    out = hand_store(tmp_path, hand_manifest()).write_manifest(policy).set_index("id")
     final = sorted(out.index[out["final"]])
     kept = sorted(out.index[out["status"] == "kept_best"])
     if policy == "best":
@@ -89,6 +93,40 @@ def test_manifest_marks_the_final_set(tmp_path, policy):
     meta = pd.read_csv(tmp_path / "metadata.csv")
     assert sorted(meta["file_name"]) == sorted(f"audio/{i}.flac" for i in final)
     assert ids(select_synthetic(out.reset_index())) == final             # the job's own decision = the final set
+
+
+def test_a_finished_trial_is_reused_only_on_the_same_synthetic_clips(tmp_path):
+    """A resumed grid reuses a trial's metrics only when its selection of synthetic clips is unchanged:
+    re-finalising the same clips under another exhausted policy changes the set, moving the folder does not."""
+    import shutil
+
+    from synthio_ray.experiments.trials import _same_synthetic
+    from synthio_ray.train.synthetic import selection_fingerprint, synthetic_rows
+
+    out = tmp_path / "aug"
+    store = hand_store(out, hand_manifest())
+    store.write_manifest("best")
+    cfg = load_config(DEFAULT, [f"train_classifier.synthetic=[{out}]"])
+    saved = {"data": {"synthetic_fingerprint": selection_fingerprint(synthetic_rows([out]))}}
+    assert _same_synthetic(cfg, saved)
+    store.write_manifest("drop")                          # kept_best clips leave the final set
+    assert not _same_synthetic(cfg, saved)
+    assert len(synthetic_rows([out])) == 2
+    store.write_manifest("best")
+    assert _same_synthetic(cfg, saved)
+    shutil.copytree(out, tmp_path / "moved")
+    assert _same_synthetic(load_config(DEFAULT, [f"train_classifier.synthetic=[{tmp_path / 'moved'}]"]), saved)
+    assert _same_synthetic(load_config(DEFAULT), {"data": {}})                 # gold only: nothing to compare
+    assert not _same_synthetic(cfg, {"data": {}})          # a finished trial from before fingerprints: retrain
+
+
+def test_rows_that_filter_without_reflection_drop_what_is_rejected():
+    """Under exhausted=best a chain with no reflection round keeps its only clip, so a row that filters once
+    must drop the rejected clips, or it is the unfiltered row under another name."""
+    once = [v for v, (_, sw) in SYNTH_VARIANTS.items() if sw.get("augment.clap_filter") and sw.get("augment.rounds") == 0]
+    assert sorted(once) == ["w_template", "wo_reflection"]
+    for v in once:
+        assert SYNTH_VARIANTS[v][1]["augment.exhausted"] == "drop", v
 
 
 def test_default_thresholds_and_generation_note():
@@ -355,6 +393,11 @@ def test_grid_variants_generate_with_their_switches(ray_local, tmp_path, zoo):
     assert (m["wo_clap"]["status"] == "accepted").all() and (m["wo_clap"]["round"] == 0).all()
     assert (m["wo_clap"]["caption_source"] != "template").all()
     assert (m["wo_reflection"]["round"] == 0).all() and m["wo_reflection"]["status"].isin(["rejected", "kept_best"]).any()
+    for row in ("w_template", "wo_reflection"):        # filtered once: what CLAP rejected leaves the final set
+        df = m[row]
+        assert not (df["status"] == "kept_best").any(), row
+        assert set(df.loc[df["final"], "id"]) == set(df.loc[df["status"] == "accepted", "id"]), row
+        assert df["final"].sum() < len(df), row
     assert (m["synthio"]["round"] == 1).any()                                   # reflection runs where it should
     expected_t2a = {"synthio": ckpt["dpo"], "w_template": ckpt["dpo"], "wo_clap": ckpt["dpo"],
                     "wo_reflection": ckpt["dpo"], "w_erm": ckpt["erm"], "vanilla_syn": str(zoo_t2a)}

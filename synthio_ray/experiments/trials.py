@@ -6,8 +6,9 @@ travel with ``tune.with_parameters``), with ``{"cpu": trial_cpus, "gpu": trial_g
 ``run_train_classifier``: with ``train_classifier.backend=local`` the loop runs in the trial process and reports
 every epoch to Tune (``val_best`` is the metric); with ``ray_train`` the trial starts a ``TorchTrainer`` (Train
 V2 inside a Tune function trainable, as Ray recommends; ``Tuner(trainer)`` is deprecated) and reports once at
-the end. A trial whose ``OUT/metrics.json`` already holds a finished run of the same settings reports it again
-instead of retraining, so re-running a sweep or grid resumes.
+the end. A trial whose ``OUT/metrics.json`` already holds a finished run of the same settings and the same
+synthetic clips (``selection_fingerprint``) reports it again instead of retraining, so re-running a sweep or
+grid resumes.
 
 Returns one dict per trial id: ``status`` (ok | failed), ``metrics`` (the metrics.json) or ``error``.
 """
@@ -54,7 +55,7 @@ def classifier_trial(config: dict, specs: dict) -> None:
     metrics = None
     if done.is_file():
         saved = json.loads(done.read_text())
-        if saved.get("config") == spec["cfg"]["train_classifier"]:
+        if saved.get("config") == spec["cfg"]["train_classifier"] and _same_synthetic(cfg, saved):
             metrics = saved
     if metrics is None:
         import warnings
@@ -72,6 +73,17 @@ def classifier_trial(config: dict, specs: dict) -> None:
     m = metrics["metric"]
     tune.report({"done": 1, "val_best": metrics["val"][m], "test": metrics["test"][m],
                  "best_epoch": metrics["best_epoch"], "train_clips": metrics["data"]["train"]})
+
+
+def _same_synthetic(cfg: Config, saved: dict) -> bool:
+    """Whether a finished trial trained on the synthetic clips this one would: the same config can select
+    other clips when a set was re-finalised or regenerated in the same folder."""
+    from synthio_ray.train.synthetic import selection_fingerprint, synthetic_rows
+
+    t = cfg.train_classifier
+    now = selection_fingerprint(synthetic_rows(t.synthetic, t.synthetic_k, t.synthetic_threshold)) \
+        if t.synthetic else None
+    return (saved.get("data") or {}).get("synthetic_fingerprint") == now
 
 
 def run_trials(specs: dict[str, dict], storage: Path, name: str, trial_cpus: float = 1.0,

@@ -119,7 +119,7 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
     from synthio_ray.models.paths import resolve_model_path
     from synthio_ray.train import classifier as clf
     from synthio_ray.train.classifier_data import FeatureCache, build_training_set, featurize_split, parse_method
-    from synthio_ray.train.synthetic import synthetic_rows
+    from synthio_ray.train.synthetic import selection_fingerprint, synthetic_rows
 
     t0 = time.perf_counter()
     t = cfg.train_classifier
@@ -273,7 +273,8 @@ def run_train_classifier(cfg: Config, out: str | Path, log: Callable[[str], None
         "method": method, "seed": seed, "metric": opts.metric, "test": result["test"], "val": result["val"],
         "best_epoch": result["best_epoch"], "val_curve": result["curve"], "zero_shot_clap": zero_shot,
         "data": {"prepared": str(data_dir), "synthetic": [str(Path(d).resolve()) for d in t.synthetic],
-                 "selection": {"k": t.synthetic_k, "p": t.synthetic_threshold}, "train_counts": train.counts(),
+                 "selection": {"k": t.synthetic_k, "p": t.synthetic_threshold},
+                 "synthetic_fingerprint": selection_fingerprint(synthetic), "train_counts": train.counts(),
                  "train": len(train), "val": len(val), "test": len(test), "labels": list(ds.labels),
                  "multilabel": ds.multilabel, "copies": t.copies if parts.classic else None,
                  "retrieval_n": t.retrieval_n if parts.retrieval else None,

@@ -19,11 +19,13 @@ p was never reflected, so it contributes nothing. Sweeps therefore generate at t
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["load_synthetic", "select_synthetic", "synthetic_rows"]
+__all__ = ["load_synthetic", "select_synthetic", "synthetic_rows", "selection_fingerprint"]
 
 
 def load_synthetic(folder: str | Path) -> pd.DataFrame:
@@ -85,3 +87,17 @@ def synthetic_rows(folders: list[str | Path], k: int | None = None, p: float | N
     if not frames:
         return pd.DataFrame(columns=["id", "path", "labels", "source_id", "clap_score", "round", "origin"])
     return pd.concat(frames, ignore_index=True)
+
+
+def selection_fingerprint(rows: pd.DataFrame | None) -> str | None:
+    """A digest of the synthetic clips a training uses (``synthetic_rows``: each clip's path within its folder,
+    labels and CLAP score, since a clip regenerated under the same path scores differently; a moved folder
+    keeps its digest). Equal digests, same training clips; ``None`` for no synthetic rows. A resumed sweep
+    or grid compares it before it reuses a finished trial, so a trial whose set changed (re-finalised under
+    another ``augment.exhausted``, regenerated) trains again."""
+    if rows is None:
+        return None
+    keys = sorted(f"{os.path.relpath(path, origin)}\t{'|'.join(sorted(map(str, labs)))}\t{score:.6g}"
+                  for path, origin, labs, score in zip(rows["path"], rows["origin"], rows["labels"],
+                                                       rows["clap_score"].fillna(-1.0)))
+    return hashlib.sha1("\n".join(keys).encode()).hexdigest()
