@@ -65,3 +65,49 @@ def test_raw_logs_turns_it_off():
 def test_only_the_known_line_matches(line):
     assert not is_harmless(line)
     assert is_harmless(RAY_LINE)
+
+
+def _trial(pid: int, text: str) -> str:
+    return f"\x1b[36m(classifier_trial pid={pid})\x1b[0m {text}"
+
+
+SIGTERM_BLOCK = ["", "Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7fb258896520>",
+                 "Traceback (most recent call last):",
+                 '  File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove',
+                 "    def _remove(item, selfref=ref(self)):", "",
+                 '  File "/venv/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler',
+                 "    raise_sys_exit_with_custom_error_message(",
+                 '  File "python/ray/_raylet.pyx", line 712, in ray._raylet.raise_sys_exit_with_custom_error_message',
+                 "SystemExit: 1"]
+
+
+def _feed(lines: list[str]) -> list[str]:
+    from synthio_ray.lognoise import LineFilter
+
+    f = LineFilter()
+    out = [o for line in lines for o in f.feed(line)]
+    return out + f.flush()
+
+
+def test_a_trial_actors_sigterm_traceback_is_dropped_and_other_workers_lines_keep_their_order():
+    a = [_trial(7615, t) for t in SIGTERM_BLOCK]
+    b = [_trial(9, "epoch 1 loss 0.5"), _trial(9, "epoch 2 loss 0.4"), "driver line", _trial(9, "")]
+    mixed = [a[0], a[1], b[0], a[2], a[3], b[1], *a[4:], b[2], b[3], _trial(9, "done")]
+    assert _feed(mixed) == b + [_trial(9, "done")]
+
+
+@pytest.mark.parametrize("last", ["RuntimeError: CUDA out of memory", "SystemExit: 2"])
+def test_any_other_traceback_passes_whole(last):
+    real = [_trial(5, t) for t in SIGTERM_BLOCK[:-1] + [last]]
+    plain = ["Traceback (most recent call last):", '  File "jobs/augment.py", line 3, in <module>', last]
+    assert _feed(real) == real
+    assert _feed(plain + ["next"]) == plain + ["next"]
+
+
+def test_a_traceback_cut_off_by_a_dying_worker_still_reaches_the_log():
+    r = _run(f"""
+        for line in {[_trial(3, t) for t in SIGTERM_BLOCK[:-1]]!r}:
+            os.write(2, line.encode() + b"\\n")
+        os._exit(1)
+    """)
+    assert "in sigterm_handler" in r.stderr.decode()
