@@ -8,7 +8,8 @@
 VAE reconstruction ceiling, LLM answers that pass the checks per prompt, CLAP zero-shot accuracy, the
 un-aligned text-to-audio model's label consistency and the CLAP filter's gap. ``align``: Diffusion-DPO and
 ERM through the align job, judge Frechet distance aligned / un-aligned. ``augment``: the grid job on the
-embedded world (Synthio, the baselines and every ablation minus gold-only). Writes OUT/world_report.json
+embedded world (Synthio, the baselines and every ablation minus gold-only; the judge's label consistency of
+each synthetic set, final and by status). Writes OUT/world_report.json
 and OUT/world_report.md; a re-run reuses finished alignments and grid trials in OUT (use another OUT
 for other settings). ``key=value``: dotted config overrides for the align and augment parts, as the jobs
 take them (``align.lr=5e-4``).
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from synthio_ray.world.effects import augmentation_rows
 
-            r, extra["grid_table"] = augmentation_rows(cfg, out / "grid", methods, seeds=seeds)
+            r, extra["grid_table"] = augmentation_rows(cfg, out / "grid", methods, seeds=seeds, judge=judge)
             rows += r
         seconds[part] = round(time.monotonic() - t0)
         print(f"[world_report] {part}: {seconds[part]} s", flush=True)

@@ -207,3 +207,28 @@ def test_export_of_some_models_keeps_the_others_entries(tmp_path):
     assert (to / "clap" / "model.safetensors").exists() and (to / "llm").is_dir()
     with pytest.raises(FileNotFoundError, match="not trained yet: t2a"):
         export_world(work, to, only=["t2a"])
+
+
+def test_set_consistency_tells_the_final_set_and_each_status_apart(judge, tmp_path):
+    """An augmentation folder whose accepted clips are real clips of their label and whose rejected
+    clips carry another label: the measure must see 1 vs 0, and the final set as the accepted share."""
+    import pandas as pd
+
+    from synthio_ray.data.audio import write_audio
+    from synthio_ray.world.measures import set_consistency
+
+    clips = held_out(2)
+    rows = []
+    for i, c in enumerate(clips):
+        status = ["accepted", "rejected", "kept_best", "failed"][i % 4]
+        label = c.label if status == "accepted" else TARGET_CLASSES[(TARGET_CLASSES.index(c.label) + 1) % 8]
+        path = None if status == "failed" else f"audio/{i}.flac"
+        if path:
+            write_audio(tmp_path / path, c.wave, WORLD_SAMPLE_RATE)
+        rows.append({"path": path, "label": label, "status": status, "final": status in ("accepted", "kept_best")})
+    pd.DataFrame(rows).to_parquet(tmp_path / "manifest.parquet")
+    c = set_consistency(judge, tmp_path)
+    assert c["accepted"] == {"consistency": 1.0, "clips": 4}
+    assert c["rejected"]["consistency"] <= 0.25 and c["kept_best"]["consistency"] <= 0.25
+    assert c["final"]["clips"] == 8 and 0.5 <= c["final"]["consistency"] <= 0.625
+    assert "failed" not in c

@@ -4,7 +4,8 @@
 the embedded D_small, then clips for every target label from the un-aligned and the aligned models; the
 judge's Frechet distance of each set to held-out target clips, as aligned / un-aligned (mean ± std over
 seeds); each seed's figures go to ``out/figures.json`` as soon as they are measured. ``augmentation_rows(cfg, out)``: the grid job (``run_grid``) on the embedded world, each row's test
-accuracy minus gold-only. Rows are ``{"measure", "value", "target", "met"}`` like the model rows.
+accuracy minus gold-only, and with a judge, the label consistency of each synthetic row's final set and of
+its accepted and rejected clips (what explains a row's accuracy). Rows are ``{"measure", "value", "target", "met"}`` like the model rows.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable, Sequence
 from synthio_ray.config import Config, build_config, config_to_dict
 from synthio_ray.world.corpus import TARGET_CLASSES
 from synthio_ray.world.judge import Judge
-from synthio_ray.world.measures import generate_for_labels, held_out, judge_frechet
+from synthio_ray.world.measures import generate_for_labels, held_out, judge_frechet, set_consistency
 
 __all__ = ["alignment_rows", "augmentation_rows", "GRID_METHODS"]
 
@@ -82,10 +83,11 @@ def alignment_rows(cfg: Config, out: str | Path, judge: Judge, seeds: Sequence[i
 
 
 def augmentation_rows(cfg: Config, out: str | Path, methods: Sequence[str] = tuple(GRID_METHODS),
-                      seeds: Sequence[int] = (0, 1, 2), n: int = 64,
+                      seeds: Sequence[int] = (0, 1, 2), n: int = 64, judge: Judge | None = None,
                       log: Callable[[str], None] = print) -> tuple[list[dict], str]:
     """The grid's rows at ``n`` gold clips (8 per class at n=64): each row's mean test accuracy minus
-    gold-only, in points; returns (rows, the grid's markdown table)."""
+    gold-only, in points, then (with ``judge``) each synthetic set's label consistency; returns (rows,
+    the grid's markdown table)."""
     from synthio_ray.experiments.grid import run_grid
 
     g = _with(cfg, grid__datasets=["embedded"], grid__ns=[n], grid__methods=list(methods), grid__seeds=list(seeds))
@@ -109,4 +111,15 @@ def augmentation_rows(cfg: Config, out: str | Path, methods: Sequence[str] = tup
                                 f"{'s' if count > 1 else ''}",
                      "value": f"{100 * mean:.2f} ± {100 * std:.2f} ({gain:+.2f})", "target": target,
                      "met": gain >= 5 if method == "synthio" else None})
+    for method in methods if judge is not None else ():
+        folder = Path(out) / "synthetic" / f"embedded-n{n}-{method}"
+        if method == "gold" or not (folder / "manifest.parquet").is_file():
+            continue
+        c = set_consistency(judge, folder)
+        parts = ", ".join(f"{s} {c[s]['consistency']:.2f} of {c[s]['clips']}" for s in ("accepted", "kept_best",
+                                                                                         "rejected") if s in c)
+        rows.append({"measure": f"synthetic set n={n}: {method} judge label consistency of the final set "
+                                f"(of every clip made, by status)",
+                     "value": f"{c['final']['consistency']:.2f} of {c['final']['clips']} ({parts})",
+                     "target": "reported", "met": None})
     return rows, report.markdown

@@ -16,7 +16,7 @@ from synthio_ray.world.corpus import TARGET_CLASSES, WORLD_SAMPLE_RATE, Clip, ra
 from synthio_ray.world.judge import Judge
 
 __all__ = ["REPORT_START", "held_out", "vae_ceiling", "clap_zero_shot", "generate_for_labels",
-           "clap_filter_gap", "judge_frechet"]
+           "clap_filter_gap", "judge_frechet", "set_consistency"]
 
 REPORT_START = 5_000  # target clips REPORT_START.. are the report's (the embedded dataset uses 0..)
 
@@ -87,3 +87,24 @@ def clap_filter_gap(clap, judge: Judge, waves: list[np.ndarray], labels: list[st
 def judge_frechet(judge: Judge, a: list[np.ndarray], b: list[np.ndarray]) -> float:
     """Frechet distance between the judge's embeddings of two sets of waves."""
     return frechet_distance(judge.embed(a), judge.embed(b))
+
+
+def set_consistency(judge: Judge, folder) -> dict[str, dict[str, float]]:
+    """The judge's label consistency of an augmentation output ``folder`` (its ``manifest.parquet``): for the
+    final set (``final``) and for each status among every clip made (``accepted``, ``kept_best``,
+    ``rejected``), ``{"consistency", "clips"}``. Failed rows (no audio) are left out."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    folder = Path(folder)
+    rows = pd.read_parquet(folder / "manifest.parquet")
+    rows = rows[rows["path"].notna() & (rows["status"] != "failed")]
+    if rows.empty:
+        return {}
+    right = judge.predict(judge.read([folder / p for p in rows["path"]])) == np.array(
+        [judge.labels.index(lab) for lab in rows["label"]])
+    groups = {"final": rows["final"].to_numpy(bool)} | {s: (rows["status"] == s).to_numpy() for s in
+                                                        ("accepted", "kept_best", "rejected")}
+    return {name: {"consistency": round(float(right[m].mean()), 4), "clips": int(m.sum())}
+            for name, m in groups.items() if m.any()}
