@@ -1,10 +1,10 @@
 """The augmentation pipeline, streaming (jobs/augment.py) vs the authors' way, same workload, one run.
 
     python benchmarks/bench_pipeline.py [--n 16] [--k 2] [--steps 8] [--seconds 2] [--batch 8] [--rounds 0]
-                                        [--threshold P] [--skip-4n]
+                                        [--threshold P] [--skip-4n] [key=value ...]
 
-(a) streaming: ``run_augment`` on Ray Data (actor pools for LLM, T2A and CLAP, rows written as they
-    finish), no reflection rounds;
+(a) streaming: ``run_augment`` on Ray Data (one model server each for LLM, T2A and CLAP, fed by forwarding
+    tasks; rows written as they finish), ``--rounds`` reflection rounds (default none);
 (b) the authors' way: each stage over all rows before the next starts, one clip per T2A call, in one
     process (the same plain stage classes, so only the execution differs).
 Prints clips/s of each and their ratio; the shared-core limit (every stage competes for the same cores,
@@ -75,7 +75,7 @@ def make_cfg(args, prepared: Path, n: int, extra=()):
         f"augment.data={prepared}", f"augment.k={args.k}", f"augment.rounds={args.rounds}",
         f"augment.threshold={args.threshold}", f"models.t2a.steps={args.steps}",
         f"models.t2a.batch_size={args.batch}", "models.llm.max_tokens=32", "ray.progress=off",
-        f"data.n={n}", *extra])
+        f"data.n={n}", *args.overrides, *extra])
 
 
 def prepare(tmp: Path, n: int, seconds: float) -> Path:
@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.129,
                     help="CLAP threshold; the tiny CLAP scores near 0.13, so 0.129 rejects about half")
     ap.add_argument("--skip-4n", action="store_true")
+    ap.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="config overrides of the streaming run and the baselines (e.g. resources.t2a_actors=2)")
     args = ap.parse_args()
     import ray
 
