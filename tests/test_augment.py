@@ -71,7 +71,7 @@ class ScriptedChat(ChatModel):
 
 
 def test_output_contract(ray_local, prepared, tmp_path):
-    cfg = cfg_for(prepared, "augment.rounds=1")
+    cfg = cfg_for(prepared, "augment.rounds=1", "augment.exhausted=best")
     report = run_augment(cfg, tmp_path)
     write_card(cfg, tmp_path)
     m = pd.read_parquet(tmp_path / "manifest.parquet")
@@ -190,7 +190,7 @@ def test_threshold_auto_is_calibrated_on_the_gold_clips_and_recorded(ray_local, 
 
 
 def test_reflection_rounds_threshold_nothing_passes(ray_local, prepared, tmp_path):
-    cfg = cfg_for(prepared, "augment.threshold=1.0", "augment.rounds=2", "augment.k=1")
+    cfg = cfg_for(prepared, "augment.threshold=1.0", "augment.rounds=2", "augment.k=1", "augment.exhausted=best")
     report = run_augment(cfg, tmp_path)
     m = pd.read_parquet(tmp_path / "manifest.parquet")
     assert report.accepted == 0 and set(m["status"]) == {"rejected", "kept_best"}

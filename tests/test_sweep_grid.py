@@ -127,6 +127,13 @@ def test_rows_that_filter_without_reflection_drop_what_is_rejected():
     assert sorted(once) == ["w_template", "wo_reflection"]
     for v in once:
         assert SYNTH_VARIANTS[v][1]["augment.exhausted"] == "drop", v
+    # and by default a chain still rejected after its last round adds nothing (the world grid: its best
+    # clips were as off-label as the rejected ones), in every shipped config
+    import yaml
+
+    assert load_config(None).augment.exhausted == "drop"
+    for path in sorted(DEFAULT.parent.glob("*.yaml")):
+        assert (yaml.safe_load(path.read_text()).get("augment") or {}).get("exhausted", "drop") == "drop", path.name
 
 
 def test_default_thresholds_and_generation_note():

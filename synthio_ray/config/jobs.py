@@ -104,9 +104,10 @@ class AugmentConfig:
     component_fraction: float = opt(0.75, "share of a label's pooled events/scenes shown to MixCap (paper: 75%)",
                                     gt=0.0, le=1.0)
     clap_filter: bool = opt(True, "filter with CLAP (false = accept every clip: 'w/o CLAP filter')")
-    exhausted: str = opt("best", "a caption chain still rejected after the last round: best (its best-scoring "
-                         "clip joins the set, status kept_best, so the set has k*n clips as the paper's) or "
-                         "drop (the chain adds nothing)", choices=("best", "drop"))
+    exhausted: str = opt("drop", "a caption chain still rejected after the last round: drop (it adds nothing: "
+                         "only clips CLAP accepted join the set) or best (its best-scoring clip joins the set, "
+                         "status kept_best, so the set has k*n clips even when the filter rejects most; on the "
+                         "world grid those clips were as off-label as the rejected ones)", choices=("best", "drop"))
     max_seconds: Optional[float] = opt(None, "cap on a generated clip's length (null = the source clip's, "
                                        "capped at the model's maximum)", gt=0.0)
     audio_format: str = opt("flac", "file format of generated clips", choices=("flac", "wav"))
