@@ -42,6 +42,24 @@ def test_a_server_no_node_can_hold_fails_at_once_naming_the_key(ray_local):
         servers.start(["t2a"])
 
 
+def test_servers_that_leave_no_cpu_for_their_feeding_tasks_fail_at_once(ray_local):
+    """2 CPUs, two T2A servers of 1 CPU each: the forwarding tasks could never start, and the job would hang
+    (as `bench_pipeline.py resources.t2a_actors=2` did with 4 servers of 0.5 CPU)."""
+    full = ModelServers(load_config(None, ["resources.cpus_per_actor=1", "resources.t2a_actors=2"]), wait_for_nodes=0)
+    room = ModelServers(load_config(None, ["resources.cpus_per_actor=0.5"]), wait_for_nodes=0)
+    try:
+        full.start(["t2a"])
+        with pytest.raises(ServerStartError, match=r"\(2 t2a\) hold 2 of this cluster's 2 CPUs.*cpus_per_actor"):
+            full.check_room(0.3)
+        full.shutdown()
+        room.start(["t2a"])
+        room.check_room(0.3)                       # 0.5 + 0.3 of 2: room left
+        ModelServers(full.cfg, wait_for_nodes=60).check_room(5.0)   # an autoscaler may add nodes: no verdict
+    finally:
+        full.shutdown()
+        room.shutdown()
+
+
 def test_a_model_that_fails_to_load_is_an_error_with_the_cause(ray_local, tmp_path):
     servers = ModelServers(load_config(None, []), t2a_path=str(tmp_path))   # an empty folder: no pipeline
     try:

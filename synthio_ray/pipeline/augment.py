@@ -38,7 +38,7 @@ from synthio_ray.data.manifest import PreparedDataset, load_prepared
 from synthio_ray.ids import clip_id
 from synthio_ray.lognoise import quiet_python
 from synthio_ray.pipeline.clap_adapt import adapt_clap
-from synthio_ray.pipeline.forward import ready, served_map, served_options, warm_workers
+from synthio_ray.pipeline.forward import FORWARDER_CPUS, ready, served_map, served_options, warm_workers
 from synthio_ray.pipeline.progress import Progress
 from synthio_ray.pipeline.llm_stages import CaptionWriter, ComponentExtractor, Reflector, pool_components
 from synthio_ray.pipeline.stages import GoldCaptioner, Scorer, Synthesizer, label_text
@@ -335,6 +335,7 @@ def run_augment(cfg: Config, out: str | Path, t2a_path: str | None = None, chat_
     serve_llm = chat_model is None and cfg.models.llm.backend == "transformers" and not uses_processor(cfg)
     try:
         servers.start(["llm", "t2a", "clap"] if serve_llm else ["t2a", "clap"])   # they load while we plan
+        servers.check_room(_forwarders(cfg) * FORWARDER_CPUS)
         warm = warm_workers(_forwarders(cfg))   # and the forwarding tasks' worker processes start
         return _run(cfg, out, prepared, clap_dir, gold, slugs, store, progress, servers,
                     servers.model("llm") if serve_llm else chat_model, warm)

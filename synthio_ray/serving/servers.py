@@ -188,6 +188,25 @@ class ModelServers:
             self._keys[kind] = self._key(kind)
         return self
 
+    def check_room(self, spare_cpus: float) -> None:
+        """Fail at once (``ServerStartError``) when the running servers hold so many of the cluster's CPUs
+        that ``spare_cpus`` (the forwarding tasks') no longer fit: those tasks would wait forever. Skipped
+        when an autoscaler may add nodes (``wait_for_nodes``)."""
+        import ray
+
+        if self.wait_for_nodes:
+            return
+        total = sum(n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive"))
+        count = {kind: len(h) for kind, h in self._handles.items()}
+        held = sum(count.values()) * self.cfg.resources.cpus_per_actor
+        if held + spare_cpus > total + 1e-9:
+            servers = ", ".join(f"{n} {kind}" for kind, n in sorted(count.items()))
+            raise ServerStartError(
+                f"the model servers ({servers}) hold {held:g} of this cluster's {total:g} CPUs "
+                f"(resources.cpus_per_actor = {self.cfg.resources.cpus_per_actor:g} each), which leaves less than "
+                f"the {spare_cpus:g} CPU the tasks that feed them need, so the job would wait forever. Lower "
+                f"resources.cpus_per_actor or resources.*_actors, or give Ray more CPUs")
+
     def _infeasible(self, kind: str, cpus: float, gpus: float) -> str:
         import ray
 
