@@ -29,3 +29,21 @@ def test_unknown_method_is_refused_with_the_known_ones(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown methods ['wo_dpoo']" in err and "wo_dpo" in err
     assert not (tmp_path / "c" / "world_report.json").exists()
+
+
+def test_a_row_is_paired_with_gold_only_seed_by_seed():
+    """The paired difference takes each seed's gold-only accuracy, not the gold mean, and names the k chosen
+    and the synthetic clips it trained on."""
+    import pandas as pd
+
+    from synthio_ray.world.effects import _paired
+
+    r = pd.DataFrame({"method": ["gold"] * 3 + ["synthio"] * 3, "seed": [0, 1, 2] * 2,
+                      "value": [0.9, 0.8, 0.7, 0.95, 0.85, 0.75], "k": [None] * 3 + [2.0] * 3,
+                      "train_clips": [64.0] * 3 + [107.0] * 3})
+    text = _paired(r, "synthio", 64)
+    assert "per seed +5.00 ± 0.00" in text          # every seed 5 points up; unpaired std would be 10
+    assert "k = 2, 43 synthetic clips" in text
+    assert _paired(r, "gold", 64) == ""
+    r.loc[5, "value"] = 0.65                          # seed 2 now 5 points down
+    assert "per seed +1.67 ± 5.77" in _paired(r, "synthio", 64)
