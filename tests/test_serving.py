@@ -99,3 +99,46 @@ def test_the_stage_actors_of_served_models_do_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
+
+
+class _Expand:       # a served LLM stage: one gold row in, two caption rows out
+    def __call__(self, df):
+        return df.loc[df.index.repeat(2)].reset_index(drop=True).assign(j=lambda d: d.groupby("a").cumcount())
+
+
+class _Synthesize:
+    def __call__(self, df):
+        return df.assign(clip=True)
+
+
+class _Score:
+    def __call__(self, df):
+        return df.assign(score=df["a"] * 0.1)
+
+
+def _keep(df):
+    return df
+
+
+def test_each_served_stage_is_an_operator_of_its_own(ray_local):
+    """Fused into one task, the stages ran one after the other over a task's whole bundle (Ray Data buffers
+    rows between fused functions), so the T2A server waited for the LLM and CLAP for every clip; as
+    separate operators their servers compute at once. The LLM stage and the light filter after it fuse."""
+    import re
+
+    import pandas as pd
+    import ray
+
+    from synthio_ray.pipeline.forward import served_map, served_options
+
+    ds = ray.data.from_blocks([pd.DataFrame({"a": [i, i + 1]}) for i in range(0, 8, 2)])
+    ds = served_map(ds, _Expand, {}, 2, 2, own_operator=False)
+    ds = ds.map_batches(_keep, **served_options(2))
+    ds = served_map(ds, _Synthesize, {}, 2, 2)
+    ds = served_map(ds, _Score, {}, 4, 2)
+    out = ds.materialize()
+    ops = re.findall(r"^Operator \d+ (\S+):", out.stats(), flags=re.M)
+    assert ops[-3:] == ["MapBatches(_forward)->MapBatches(_keep)", "MapBatches(_forward)", "MapBatches(_forward)"], ops
+    rows = out.to_pandas().sort_values(["a", "j"])
+    assert list(rows["a"]) == [a for a in range(8) for _ in range(2)] and rows["clip"].all()
+    assert list(rows["score"]) == pytest.approx([a * 0.1 for a in range(8) for _ in range(2)])

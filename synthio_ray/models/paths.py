@@ -3,6 +3,7 @@ world zoo committed in :mod:`synthio_ray.trained_zoo`), a local path, or a hub i
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["resolve_model_path", "model_ref", "is_builtin", "quiet_hub_progress", "BUILTIN_PREFIXES"]
@@ -40,14 +41,18 @@ def model_ref(path: str) -> str:
     return str(Path(expanded).resolve()) if os.path.exists(expanded) else path
 
 
-def quiet_hub_progress() -> None:
-    """Turn off the per-file loading progress bars of transformers / diffusers (noise in job logs)."""
+def quiet_hub_progress(diffusers: bool | None = None) -> None:
+    """Turn off the per-file loading progress bars of transformers / diffusers (noise in job logs).
+    ``diffusers``: quiet it too; ``None`` (default) only when it is already imported: importing it costs
+    1.5 s of a CLAP or LLM server's start-up, and those never use it."""
     try:
         from transformers.utils import logging as tlog
 
         tlog.disable_progress_bar()
     except Exception:  # noqa: BLE001 - cosmetic only
         pass
+    if diffusers is False or (diffusers is None and "diffusers" not in sys.modules):
+        return
     try:
         from diffusers.utils import logging as dlog
 

@@ -139,10 +139,12 @@ def _pool(cfg: Config, gpus: float, actors: int) -> dict[str, Any]:
                 num_cpus=cfg.resources.cpus_per_actor, batch_format="pandas")
 
 
-def _forwarders(cfg: Config) -> int:
-    """Forwarding tasks at once in a stream: two per model server (one batch computing, one queued)."""
+def _forwarders(cfg: Config, kind: str | None = None) -> int:
+    """Forwarding tasks at once for one stage (``kind``) or the whole stream: two per model server (one batch
+    computing, one queued)."""
     r = cfg.resources
-    return 2 * (r.llm_actors + r.t2a_actors + r.clap_actors)
+    actors = {"llm": r.llm_actors, "t2a": r.t2a_actors, "clap": r.clap_actors}
+    return 2 * (actors[kind] if kind else sum(actors.values()))
 
 
 def _dataset(df: pd.DataFrame, rows_per_block: int = 4) -> Any:
@@ -225,7 +227,9 @@ def _llm_rows(cfg: Config, df: pd.DataFrame, stage_cls: type, stage_kwargs: dict
     res = cfg.resources
     if not uses_processor(cfg):
         if isinstance(stage_kwargs.get("chat_model"), ServedModel):
-            return served_map(_dataset(df), stage_cls, stage_kwargs, cfg.models.llm.batch_size, _forwarders(cfg))
+            # not an operator of its own: the light filter of done rows after it fuses into its tasks
+            return served_map(_dataset(df), stage_cls, stage_kwargs, cfg.models.llm.batch_size,
+                              _forwarders(cfg, "llm"), own_operator=False)
         return _dataset(df).map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs, batch_size=cfg.models.llm.batch_size,
                                         **_pool(cfg, res.llm_gpus, res.llm_actors))
     probe = stage_cls(**{**stage_kwargs, "chat_model": None})
@@ -256,13 +260,12 @@ def _stream(cfg: Config, store: RunStore, r: int, df: pd.DataFrame, llm_stage: t
     status counts."""
     stage_cls, stage_kwargs, done = llm_stage
     ds = _llm_rows(cfg, df, stage_cls, stage_kwargs)
-    size = _forwarders(cfg)
-    if done:   # with the served stages' options, so it fuses into their tasks
-        ds = ds.map_batches(_drop_done, fn_kwargs=dict(done=frozenset(done)), **served_options(size))
+    if done:   # with the served stages' options, so it fuses into the LLM stage's tasks
+        ds = ds.map_batches(_drop_done, fn_kwargs=dict(done=frozenset(done)), **served_options(_forwarders(cfg, "llm")))
     ds = served_map(ds, Synthesizer, dict(cfg=cfg, out_dir=str(out), model=models["t2a"]), cfg.models.t2a.batch_size,
-                    size)
+                    _forwarders(cfg, "t2a"))
     ds = served_map(ds, Scorer, dict(cfg=cfg, out_dir=str(out), model=models["clap"]), cfg.models.clap.batch_size,
-                    size)
+                    _forwarders(cfg, "clap"))
     counts: dict[str, int] = {}
     progress.expect(f"round {r}", expected)
     t0 = time.monotonic()

@@ -4,13 +4,19 @@ Such a stage only moves rows: it sends a batch to its model server and writes th
 it cost every round a pool start (new worker processes importing the stage modules: 15-30 s per round on 2
 cores); as tasks it runs on Ray's pooled worker processes, which stay warm from one round to the next, so
 a round after the first starts in well under a second. Consecutive served stages with the same options
-fuse into one task per batch (LLM -> T2A -> CLAP); ``size`` tasks at once keep every server fed.
+run as one operator each (LLM -> T2A -> CLAP); ``size`` tasks at once keep a stage's servers fed.
 
 ``served_map(ds, stage_cls, stage_kwargs, batch_size, size)`` -> the dataset mapped through the stage.
 A worker builds each stage once per stream (keyed by a fresh token) and reuses it for the stream's
 batches, as an actor would; it keeps the last few streams' stages only. ``warm_workers(size)`` starts
 that many worker processes and imports the stage modules in them (while the models load and the plan
 runs), so round 0's first tasks find them ready; ``ready(refs)`` waits for them.
+
+Each served stage is its own Ray Data operator (``own_operator=True``, the default): fused into one task,
+the stages ran one after the other over a whole input bundle (Ray Data buffers a fused task's rows between
+its functions until the block is full, which small rows never fill), so the T2A server idled while the
+LLM answered and CLAP idled until every clip of the task was made. As separate operators each stage's
+tasks take the previous one's batches as they come, and the three servers compute at the same time.
 """
 from __future__ import annotations
 
@@ -80,8 +86,13 @@ def _forward(df: pd.DataFrame, stage_cls: type, stage_kwargs: dict, key: str) ->
     return stage(df)
 
 
-def served_map(ds: Any, stage_cls: type, stage_kwargs: dict, batch_size: int, size: int) -> Any:
-    """``ds`` mapped through ``stage_cls(**stage_kwargs)`` (whose model is served) on ``size`` tasks at once."""
+def served_map(ds: Any, stage_cls: type, stage_kwargs: dict, batch_size: int, size: int,
+               own_operator: bool = True) -> Any:
+    """``ds`` mapped through ``stage_cls(**stage_kwargs)`` (whose model is served) on ``size`` tasks at once.
+    ``own_operator=False`` lets Ray Data fuse it with the map before it or the light map after it; otherwise
+    its tasks are named after the stage (in Ray's dashboard and state API), and operators whose remote
+    arguments differ are never fused."""
+    extra = dict(name=f"synthio.{stage_cls.__name__}") if own_operator else {}
     return ds.map_batches(_forward, fn_kwargs=dict(stage_cls=stage_cls, stage_kwargs=stage_kwargs,
                                                    key=uuid.uuid4().hex),
-                          batch_size=batch_size, **served_options(size))
+                          batch_size=batch_size, **served_options(size), **extra)

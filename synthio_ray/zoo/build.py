@@ -34,7 +34,7 @@ def _build_one(name: str, final: Path) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
     try:
-        quiet_hub_progress()   # no "Writing model shards" bar per save of the build
+        quiet_hub_progress(diffusers=True)   # no "Writing model shards" bar per save of the build
         with warnings.catch_warnings():   # diffusers' Oobleck VAE still builds with torch's old weight_norm
             warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
             ENTRIES[name](tmp)
