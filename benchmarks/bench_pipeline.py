@@ -13,11 +13,17 @@ for C cores running single-threaded stages: ``resources.torch_threads=1``) and e
 result's ratio to it; how many times each model was loaded; with ``--rounds R`` each reflection round's
 clips/s next to round 0's; and the peak resident memory of the whole process tree (driver and Ray workers)
 for N and for 4N gold clips.
+
+(a) and (b) run in this process after a warm-up job, so (b) pays no imports and no model loads from disk
+caches it has not already read. ``--cold`` also times each way as a user runs it, a fresh process from
+start to exit (interpreter, imports, Ray's start for (a), model loads): ``python jobs/augment.py`` with the
+same settings against this script's ``--authors-only`` mode.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -138,6 +144,32 @@ def streaming(cfg, out: Path):
     return report.rows / dt, mem.peak, steady, report.wait_seconds, report
 
 
+def cold(args, prep: Path, out: Path) -> tuple[float, float]:
+    """Seconds from process start to exit of (a) ``jobs/augment.py`` and (b) ``--authors-only``, same settings."""
+    keys = [f"augment.data={prep}", f"augment.k={args.k}", f"augment.rounds={args.rounds}",
+            f"augment.threshold={args.threshold}", f"models.t2a.steps={args.steps}",
+            f"models.t2a.batch_size={args.batch}", "models.llm.max_tokens=32", "ray.progress=off",
+            f"data.n={args.n}", *args.overrides]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
+    runs = {"ours": [sys.executable, str(REPO / "jobs" / "augment.py"), "--config", str(REPO / "configs" / "tiny.yaml"),
+                     "--out", str(out / "cold-ours"), *keys],
+            "authors": [sys.executable, __file__, "--authors-only", str(prep), str(out / "cold-authors"),
+                        *_flags(args), *args.overrides]}
+    seconds = {}
+    for name, cmd in runs.items():
+        t = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        seconds[name] = time.perf_counter() - t
+        if done.returncode:
+            raise SystemExit(f"cold {name} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds["ours"], seconds["authors"]
+
+
+def _flags(args) -> list[str]:
+    return [f"--n={args.n}", f"--k={args.k}", f"--steps={args.steps}", f"--seconds={args.seconds}",
+            f"--batch={args.batch}", f"--rounds={args.rounds}", f"--threshold={args.threshold}"]
+
+
 def _loads(report) -> str:
     return ", ".join(f"{k} {len(v)}x ({sum(v):.1f} s)" for k, v in _loads_by_kind(report.model_loads).items())
 
@@ -153,9 +185,15 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.129,
                     help="CLAP threshold; the tiny CLAP scores near 0.13, so 0.129 rejects about half")
     ap.add_argument("--skip-4n", action="store_true")
+    ap.add_argument("--cold", action="store_true", help="also time each way in a fresh process, start to exit")
+    ap.add_argument("--authors-only", nargs=2, metavar=("PREPARED", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", metavar="key=value",
                     help="config overrides of the streaming run and the baselines (e.g. resources.t2a_actors=2)")
     args = ap.parse_args()
+    if args.authors_only:   # the cold (b): this process does nothing else
+        prep, out = map(Path, args.authors_only)
+        authors_way(make_cfg(args, prep, args.n), prep, out)
+        return
     import ray
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,6 +229,11 @@ def main() -> None:
             print(f"round {r}           : {t['rows']} clips in {t['seconds']:.1f} s = {t['rows'] / t['seconds']:.2f} "
                   f"clips/s (round start to last row)")
         print(f"peak RSS, N={args.n}   : {peak_n / 2**20:8.0f} MiB")
+        if args.cold:
+            ours, theirs = cold(args, prep, tmp)
+            print(f"cold, start to exit: (a) {ours:.1f} s = {clips / ours:.2f} clips/s, (b) {theirs:.1f} s = "
+                  f"{args.n * args.k / theirs:.2f} clips/s; ratio {theirs / ours:.2f}x (a fresh process each: "
+                  f"interpreter, imports, Ray's start for (a), model loads)")
         if not args.skip_4n:
             prep4 = prepare(tmp, 4 * args.n, args.seconds)
             rate_4n, peak_4n, steady_4n, _, _ = streaming(make_cfg(args, prep4, 4 * args.n), tmp / "stream4")
