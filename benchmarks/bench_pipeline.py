@@ -76,12 +76,16 @@ class PeakRSS:
         self._t.join()
 
 
+def overrides(args, prepared: Path, n: int) -> list[str]:
+    """The workload's ``key=value`` settings over ``configs/tiny.yaml`` (the user's overrides last)."""
+    return [f"augment.data={prepared}", f"augment.k={args.k}", f"augment.rounds={args.rounds}",
+            f"augment.threshold={args.threshold}", f"models.t2a.steps={args.steps}",
+            f"models.t2a.batch_size={args.batch}", "models.llm.max_tokens=32", "ray.progress=off",
+            f"data.n={n}", *args.overrides]
+
+
 def make_cfg(args, prepared: Path, n: int, extra=()):
-    return load_config(REPO / "configs" / "tiny.yaml", [
-        f"augment.data={prepared}", f"augment.k={args.k}", f"augment.rounds={args.rounds}",
-        f"augment.threshold={args.threshold}", f"models.t2a.steps={args.steps}",
-        f"models.t2a.batch_size={args.batch}", "models.llm.max_tokens=32", "ray.progress=off",
-        f"data.n={n}", *args.overrides, *extra])
+    return load_config(REPO / "configs" / "tiny.yaml", [*overrides(args, prepared, n), *extra])
 
 
 def prepare(tmp: Path, n: int, seconds: float) -> Path:
@@ -146,13 +150,9 @@ def streaming(cfg, out: Path):
 
 def cold(args, prep: Path, out: Path) -> tuple[float, float]:
     """Seconds from process start to exit of (a) ``jobs/augment.py`` and (b) ``--authors-only``, same settings."""
-    keys = [f"augment.data={prep}", f"augment.k={args.k}", f"augment.rounds={args.rounds}",
-            f"augment.threshold={args.threshold}", f"models.t2a.steps={args.steps}",
-            f"models.t2a.batch_size={args.batch}", "models.llm.max_tokens=32", "ray.progress=off",
-            f"data.n={args.n}", *args.overrides]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
     runs = {"ours": [sys.executable, str(REPO / "jobs" / "augment.py"), "--config", str(REPO / "configs" / "tiny.yaml"),
-                     "--out", str(out / "cold-ours"), *keys],
+                     "--out", str(out / "cold-ours"), *overrides(args, prep, args.n)],
             "authors": [sys.executable, __file__, "--authors-only", str(prep), str(out / "cold-authors"),
                         *_flags(args), *args.overrides]}
     seconds = {}

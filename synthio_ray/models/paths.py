@@ -41,17 +41,17 @@ def model_ref(path: str) -> str:
     return str(Path(expanded).resolve()) if os.path.exists(expanded) else path
 
 
-def quiet_hub_progress(diffusers: bool | None = None) -> None:
+def quiet_hub_progress(diffusers: bool = False) -> None:
     """Turn off the per-file loading progress bars of transformers / diffusers (noise in job logs).
-    ``diffusers``: quiet it too; ``None`` (default) only when it is already imported: importing it costs
-    1.5 s of a CLAP or LLM server's start-up, and those never use it."""
+    diffusers is quieted when it is already imported, or when ``diffusers=True`` (importing it costs a
+    CLAP or LLM server 1.5 s of start-up, and those never use it)."""
     try:
         from transformers.utils import logging as tlog
 
         tlog.disable_progress_bar()
     except Exception:  # noqa: BLE001 - cosmetic only
         pass
-    if diffusers is False or (diffusers is None and "diffusers" not in sys.modules):
+    if not (diffusers or "diffusers" in sys.modules):
         return
     try:
         from diffusers.utils import logging as dlog

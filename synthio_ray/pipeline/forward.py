@@ -3,8 +3,8 @@
 Such a stage only moves rows: it sends a batch to its model server and writes the clips. As an actor pool
 it cost every round a pool start (new worker processes importing the stage modules: 15-30 s per round on 2
 cores); as tasks it runs on Ray's pooled worker processes, which stay warm from one round to the next, so
-a round after the first starts in well under a second. Consecutive served stages with the same options
-run as one operator each (LLM -> T2A -> CLAP); ``size`` tasks at once keep a stage's servers fed.
+a round after the first starts in well under a second. Each served stage (LLM -> T2A -> CLAP) is an
+operator of its own (below); ``size`` tasks at once keep a stage's servers fed.
 
 ``served_map(ds, stage_cls, stage_kwargs, batch_size, size)`` -> the dataset mapped through the stage.
 A worker builds each stage once per stream (keyed by a fresh token) and reuses it for the stream's
